@@ -1,0 +1,52 @@
+# Parley: set-up is two commands, `make run` and `make test`. Each installs
+# what is missing on a Debian machine first (apt packages only when absent,
+# Python test peers into .venv), then builds.
+
+SWIFT      ?= swift
+PYTHON     ?= python3
+VENV       := .venv
+SUDO       := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+APT_PACKAGES := pkg-config libssl-dev libopus-dev libvpx-dev libsrtp2-dev libsqlite3-dev python3-venv
+ARGS       ?=
+
+.PHONY: run test deps venv build build-debug unit e2e bench-signaling clean
+
+run: deps build
+	.build/release/parley serve $(ARGS)
+
+test: deps venv build-debug unit e2e
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(SWIFT) >/dev/null || { echo "Swift 6.1 or newer is required (swift not on PATH)"; exit 1; }
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: Tests/e2e/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r Tests/e2e/requirements.txt
+	touch $@
+
+build:
+	$(SWIFT) build -c release --product parley
+
+# One debug build serves both the Swift tests and the end-to-end suite.
+build-debug:
+	$(SWIFT) build --build-tests
+
+unit:
+	$(SWIFT) test --skip-build
+
+e2e:
+	PARLEY_BIN=$(CURDIR)/.build/debug/parley $(VENV)/bin/pytest Tests/e2e -q
+
+bench-signaling: deps build
+	.build/release/parley bench signaling $(ARGS)
+
+clean:
+	rm -rf .build $(VENV)

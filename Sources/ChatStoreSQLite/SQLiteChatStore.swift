@@ -1,0 +1,420 @@
+import Chat
+import Foundation
+import GRDB
+
+/// The embedded default store: one SQLite database in WAL mode, through GRDB.
+/// Writes are serialized by GRDB's writer; reads run concurrently on the
+/// pool's readers.
+public final class SQLiteChatStore: ChatStore {
+    public enum Durability: String, Sendable {
+        /// Survives a crash of the process (kill -9) but may lose the last
+        /// commits on power loss (WAL with synchronous=NORMAL).
+        case normal
+        /// Every commit is fsynced before it returns (synchronous=FULL).
+        case full
+    }
+
+    let pool: DatabasePool
+
+    /// Opens (creating if needed) the database at `path` and runs every
+    /// pending schema migration.
+    public init(path: String, durability: Durability = .normal) throws {
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        let sync = durability == .full ? "FULL" : "NORMAL"
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(sync)")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        pool = try DatabasePool(path: path, configuration: config)
+        try Self.migrator.migrate(pool)
+    }
+
+    /// The schema versions applied so far, oldest first.
+    public func appliedMigrations() throws -> [String] {
+        try pool.read { db in try Self.migrator.appliedMigrations(db) }
+    }
+
+    /// A cheap query proving the database answers (for `/health`).
+    public func ping() async throws {
+        _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
+    // MARK: Users and sessions
+
+    public func createUser(_ user: UserRecord) async throws {
+        do {
+            try await pool.write { db in
+                try db.execute(
+                    sql: """
+                        INSERT INTO users(username, display_name, password_hash, avatar_attachment_id, settings_json, created_at, last_seen)
+                        VALUES (?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [user.username, user.displayName, user.passwordHash, user.avatarAttachmentID, user.settingsJSON,
+                                user.createdAt, user.lastSeen])
+            }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            throw ChatStoreError.duplicate
+        }
+    }
+
+    public func user(named username: String) async throws -> UserRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM users WHERE username = ?", arguments: [username]).map(Self.user(from:))
+        }
+    }
+
+    public func existingUsers(_ usernames: [String]) async throws -> Set<String> {
+        guard !usernames.isEmpty else { return [] }
+        return try await pool.read { db in
+            let marks = Array(repeating: "?", count: usernames.count).joined(separator: ",")
+            return Set(try String.fetchAll(db, sql: "SELECT username FROM users WHERE username IN (\(marks))",
+                                           arguments: StatementArguments(usernames)))
+        }
+    }
+
+    public func updateProfile(username: String, displayName: String?, avatarAttachmentID: String?, settingsJSON: String?)
+        async throws -> UserRecord
+    {
+        try await pool.write { db in
+            if let displayName {
+                try db.execute(sql: "UPDATE users SET display_name = ? WHERE username = ?", arguments: [displayName, username])
+            }
+            if let avatarAttachmentID {
+                try db.execute(sql: "UPDATE users SET avatar_attachment_id = ? WHERE username = ?",
+                               arguments: [avatarAttachmentID.isEmpty ? nil : avatarAttachmentID, username])
+            }
+            if let settingsJSON {
+                try db.execute(sql: "UPDATE users SET settings_json = ? WHERE username = ?", arguments: [settingsJSON, username])
+            }
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM users WHERE username = ?", arguments: [username]) else {
+                throw ChatStoreError.notFound
+            }
+            return Self.user(from: row)
+        }
+    }
+
+    public func setLastSeen(username: String, at: Millis) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE users SET last_seen = ? WHERE username = ?", arguments: [at, username])
+        }
+    }
+
+    public func insertToken(hash: String, username: String, createdAt: Millis) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "INSERT INTO tokens(token_hash, username, created_at) VALUES (?, ?, ?)",
+                           arguments: [hash, username, createdAt])
+        }
+    }
+
+    public func username(forTokenHash hash: String) async throws -> String? {
+        try await pool.read { db in
+            try String.fetchOne(db, sql: "SELECT username FROM tokens WHERE token_hash = ?", arguments: [hash])
+        }
+    }
+
+    public func deleteToken(hash: String) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM tokens WHERE token_hash = ?", arguments: [hash])
+        }
+    }
+
+    // MARK: Messages
+
+    public func insertMessages(_ drafts: [MessageDraft], pendingFor: [[String]]) async throws
+        -> [(message: StoredMessage, inserted: Bool)]
+    {
+        try await pool.write { db in
+            var results: [(message: StoredMessage, inserted: Bool)] = []
+            results.reserveCapacity(drafts.count)
+            for (index, draft) in drafts.enumerated() {
+                let conversation = draft.conversation.key
+                if let clientID = draft.clientMessageID,
+                   let row = try Row.fetchOne(
+                       db, sql: "SELECT * FROM messages WHERE sender = ? AND conversation = ? AND client_message_id = ?",
+                       arguments: [draft.sender, conversation, clientID])
+                {
+                    results.append((Self.message(from: row), false))
+                    continue
+                }
+                var recipient: String?
+                var groupID: Int64?
+                var groupName: String?
+                switch draft.target {
+                case let .direct(r): recipient = r
+                case let .group(id, name): groupID = id; groupName = name
+                }
+                try db.execute(
+                    sql: """
+                        INSERT INTO messages(conversation, sender, recipient, group_id, group_name, content, client_message_id, created_at, extras_json)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [conversation, draft.sender, recipient, groupID, groupName, draft.content, draft.clientMessageID,
+                                draft.createdAt, draft.extras.storageJSON])
+                let seq = db.lastInsertedRowID
+                if index < pendingFor.count {
+                    for user in pendingFor[index] {
+                        try db.execute(sql: "INSERT OR IGNORE INTO pending(username, seq) VALUES (?, ?)", arguments: [user, seq])
+                    }
+                }
+                results.append((StoredMessage(seq: seq, sender: draft.sender, target: draft.target, content: draft.content,
+                                              clientMessageID: draft.clientMessageID, createdAt: draft.createdAt,
+                                              extras: draft.extras), true))
+            }
+            return results
+        }
+    }
+
+    public func message(seq: Int64) async throws -> StoredMessage? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM messages WHERE seq = ?", arguments: [seq]).map(Self.message(from:))
+        }
+    }
+
+    public func editMessage(seq: Int64, content: String, entities: [URLEntity], at: Millis) async throws -> StoredMessage {
+        try await pool.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM messages WHERE seq = ? AND deleted_at IS NULL",
+                                             arguments: [seq])
+            else { throw ChatStoreError.notFound }
+            var message = Self.message(from: row)
+            message.content = content
+            message.editedAt = at
+            message.extras.entities = entities
+            try db.execute(sql: "UPDATE messages SET content = ?, edited_at = ?, extras_json = ? WHERE seq = ?",
+                           arguments: [content, at, message.extras.storageJSON, seq])
+            return message
+        }
+    }
+
+    public func deleteMessage(seq: Int64, at: Millis) async throws {
+        try await pool.write { db in
+            // The text goes (and with it the FTS entry); the row stays so ids
+            // are never reused and receipts keep their target.
+            try db.execute(sql: "UPDATE messages SET content = '', extras_json = NULL, deleted_at = ? WHERE seq = ? AND deleted_at IS NULL",
+                           arguments: [at, seq])
+            if db.changesCount == 0 { throw ChatStoreError.notFound }
+        }
+    }
+
+    public func markRead(seq: Int64, reader: String, at: Millis) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO receipts(seq, reader, read_at) VALUES (?, ?, ?)", arguments: [seq, reader, at])
+            return db.changesCount > 0
+        }
+    }
+
+    public func addPending(username: String, seqs: [Int64]) async throws {
+        guard !seqs.isEmpty else { return }
+        try await pool.write { db in
+            for seq in seqs {
+                try db.execute(sql: "INSERT OR IGNORE INTO pending(username, seq) VALUES (?, ?)", arguments: [username, seq])
+            }
+        }
+    }
+
+    public func claimPending(username: String, seq: Int64) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM pending WHERE username = ? AND seq = ?", arguments: [username, seq])
+            return db.changesCount > 0
+        }
+    }
+
+    public func takePending(username: String) async throws -> [StoredMessage] {
+        try await pool.write { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT m.* FROM pending p JOIN messages m ON m.seq = p.seq
+                    WHERE p.username = ? AND m.deleted_at IS NULL ORDER BY p.seq
+                    """,
+                arguments: [username])
+            try db.execute(sql: "DELETE FROM pending WHERE username = ?", arguments: [username])
+            return rows.map(Self.message(from:))
+        }
+    }
+
+    public func clearConversation(_ conversation: Conversation, for username: String) async throws {
+        try await pool.write { db in
+            let last = try Int64.fetchOne(db, sql: "SELECT max(seq) FROM messages WHERE conversation = ?",
+                                          arguments: [conversation.key]) ?? 0
+            try db.execute(
+                sql: """
+                    INSERT INTO conversation_clears(username, conversation, cleared_seq) VALUES (?, ?, ?)
+                    ON CONFLICT(username, conversation) DO UPDATE SET cleared_seq = excluded.cleared_seq
+                    """,
+                arguments: [username, conversation.key, last])
+        }
+    }
+
+    public func history(_ conversation: Conversation, for username: String, query: HistoryQuery) async throws
+        -> (messages: [StoredMessage], hasMore: Bool)
+    {
+        try await pool.read { db in
+            var sql = """
+                SELECT * FROM messages WHERE conversation = ? AND deleted_at IS NULL
+                AND seq > coalesce((SELECT cleared_seq FROM conversation_clears WHERE username = ? AND conversation = ?), 0)
+                """
+            var arguments: StatementArguments = [conversation.key, username, conversation.key]
+            if let start = query.start { sql += " AND created_at >= ?"; arguments += [start] }
+            if let end = query.end { sql += " AND created_at <= ?"; arguments += [end] }
+            if let before = query.beforeSeq { sql += " AND seq < ?"; arguments += [before] }
+            sql += " ORDER BY seq DESC LIMIT ?"
+            arguments += [query.limit + 1]
+            var rows = try Row.fetchAll(db, sql: sql, arguments: arguments)
+            let hasMore = rows.count > query.limit
+            if hasMore { rows.removeLast() }
+            return (rows.reversed().map(Self.message(from:)), hasMore)
+        }
+    }
+
+    public func search(_ words: [String], for username: String, limit: Int) async throws -> [StoredMessage] {
+        guard let match = Self.ftsQuery(words) else { return [] }
+        return try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT m.* FROM messages_fts f JOIN messages m ON m.seq = f.rowid
+                    WHERE messages_fts MATCH ? AND m.deleted_at IS NULL
+                    AND ((m.group_id IS NULL AND (m.sender = ? OR m.recipient = ?))
+                         OR m.group_id IN (SELECT group_id FROM group_members WHERE username = ?))
+                    AND m.seq > coalesce((SELECT cleared_seq FROM conversation_clears c
+                                          WHERE c.username = ? AND c.conversation = m.conversation), 0)
+                    ORDER BY bm25(messages_fts), m.seq DESC LIMIT ?
+                    """,
+                arguments: [match, username, username, username, username, limit]
+            ).map(Self.message(from:))
+        }
+    }
+
+    /// Each word becomes a quoted FTS5 string (so user text can never be FTS
+    /// syntax); the last one matches as a prefix.
+    static func ftsQuery(_ words: [String]) -> String? {
+        let cleaned = words.map { $0.replacingOccurrences(of: "\"", with: "\"\"") }.filter { !$0.isEmpty }
+        guard !cleaned.isEmpty else { return nil }
+        return cleaned.enumerated().map { i, w in i == cleaned.count - 1 ? "\"\(w)\"*" : "\"\(w)\"" }.joined(separator: " ")
+    }
+
+    // MARK: Groups
+
+    public func createGroup(name: String, owner: String, at: Millis) async throws -> GroupRecord {
+        do {
+            return try await pool.write { db in
+                try db.execute(sql: "INSERT INTO chat_groups(name, owner, created_at) VALUES (?, ?, ?)", arguments: [name, owner, at])
+                let id = db.lastInsertedRowID
+                try db.execute(sql: "INSERT INTO group_members(group_id, username, joined_at) VALUES (?, ?, ?)",
+                               arguments: [id, owner, at])
+                return GroupRecord(id: id, name: name, owner: owner, createdAt: at, members: [owner])
+            }
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            throw ChatStoreError.duplicate
+        }
+    }
+
+    public func group(id: Int64) async throws -> GroupRecord? {
+        try await pool.read { db in try Self.group(db, where: "id = ?", id) }
+    }
+
+    public func group(named name: String) async throws -> GroupRecord? {
+        try await pool.read { db in try Self.group(db, where: "name = ?", name) }
+    }
+
+    public func addMember(groupID: Int64, username: String, at: Millis) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO group_members(group_id, username, joined_at) VALUES (?, ?, ?)",
+                           arguments: [groupID, username, at])
+            return db.changesCount > 0
+        }
+    }
+
+    public func removeMember(groupID: Int64, username: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM group_members WHERE group_id = ? AND username = ?", arguments: [groupID, username])
+            return db.changesCount > 0
+        }
+    }
+
+    public func groups(of username: String) async throws -> [GroupRecord] {
+        try await pool.read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT g.* FROM chat_groups g JOIN group_members gm ON gm.group_id = g.id
+                    WHERE gm.username = ? ORDER BY g.id
+                    """,
+                arguments: [username])
+            return try rows.map { row in
+                let id: Int64 = row["id"]
+                return GroupRecord(id: id, name: row["name"], owner: row["owner"], createdAt: row["created_at"],
+                                   members: try Self.members(db, id))
+            }
+        }
+    }
+
+    static func group(_ db: Database, where clause: String, _ value: any DatabaseValueConvertible) throws -> GroupRecord? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM chat_groups WHERE \(clause)", arguments: [value]) else {
+            return nil
+        }
+        let id: Int64 = row["id"]
+        return GroupRecord(id: id, name: row["name"], owner: row["owner"], createdAt: row["created_at"],
+                           members: try members(db, id))
+    }
+
+    static func members(_ db: Database, _ groupID: Int64) throws -> [String] {
+        try String.fetchAll(db, sql: "SELECT username FROM group_members WHERE group_id = ? ORDER BY joined_at, username",
+                            arguments: [groupID])
+    }
+
+    // MARK: Contacts
+
+    public func addContact(owner: String, contact: String, at: Millis) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO contacts(owner, contact, added_at) VALUES (?, ?, ?)",
+                           arguments: [owner, contact, at])
+            return db.changesCount > 0
+        }
+    }
+
+    public func removeContact(owner: String, contact: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM contacts WHERE owner = ? AND contact = ?", arguments: [owner, contact])
+            return db.changesCount > 0
+        }
+    }
+
+    public func contacts(of owner: String) async throws -> [UserRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT u.* FROM contacts c JOIN users u ON u.username = c.contact WHERE c.owner = ? ORDER BY u.username",
+                arguments: [owner]
+            ).map(Self.user(from:))
+        }
+    }
+
+    public func watchers(of username: String) async throws -> [String] {
+        try await pool.read { db in
+            try String.fetchAll(db, sql: "SELECT owner FROM contacts WHERE contact = ?", arguments: [username])
+        }
+    }
+
+    // MARK: Rows
+
+    static func user(from row: Row) -> UserRecord {
+        UserRecord(username: row["username"], displayName: row["display_name"], passwordHash: row["password_hash"],
+                   avatarAttachmentID: row["avatar_attachment_id"], settingsJSON: row["settings_json"],
+                   createdAt: row["created_at"], lastSeen: row["last_seen"])
+    }
+
+    static func message(from row: Row) -> StoredMessage {
+        let target: MessageTarget
+        if let groupID: Int64 = row["group_id"] {
+            target = .group(id: groupID, name: row["group_name"] ?? "")
+        } else {
+            target = .direct(recipient: row["recipient"] ?? "")
+        }
+        return StoredMessage(seq: row["seq"], sender: row["sender"], target: target, content: row["content"],
+                             clientMessageID: row["client_message_id"], createdAt: row["created_at"],
+                             editedAt: row["edited_at"], deletedAt: row["deleted_at"],
+                             extras: MessageExtras(storageJSON: row["extras_json"]))
+    }
+}

@@ -1,0 +1,110 @@
+import Chat
+
+/// How domain values look on the WebSocket (PROTOCOL.md).
+enum WireFormat {
+    static func message(_ m: StoredMessage) -> JSONObject {
+        var o = JSONObject()
+        switch m.target {
+        case let .direct(recipient):
+            o["type"] = "receive_message"
+            o["message_id"] = .string(m.id)
+            o["sender"] = .string(m.sender)
+            o["recipient"] = .string(recipient)
+        case let .group(_, name):
+            o["type"] = "receive_group_message"
+            o["message_id"] = .string(m.id)
+            o["groupname"] = .string(name)
+            o["sender"] = .string(m.sender)
+        }
+        o["content"] = .string(m.content)
+        o["timestamp"] = .string(Timestamp.format(m.createdAt))
+        if let c = m.clientMessageID { o["client_message_id"] = .string(c) }
+        if let edited = m.editedAt { o["edited_at"] = .string(Timestamp.format(edited)) }
+        if let loc = m.extras.location { o["location"] = .object(["lat": .number(loc.lat), "lon": .number(loc.lon)]) }
+        if !m.extras.attachments.isEmpty { o["attachments"] = .array(m.extras.attachments) }
+        if !m.extras.entities.isEmpty { o["entities"] = entities(m.extras.entities) }
+        return o
+    }
+
+    static func entities(_ list: [URLEntity]) -> JSONValue {
+        .array(list.map {
+            .object(["type": "url", "url": .string($0.url), "offset": .number(Double($0.offset)),
+                     "length": .number(Double($0.length))])
+        })
+    }
+
+    static func user(_ u: UserRecord) -> JSONObject {
+        var o: JSONObject = ["username": .string(u.username), "display_name": .string(u.displayName)]
+        o["avatar_link"] = avatarLink(u)
+        if let settings = u.settingsJSON, let value = try? JSONValue.parse(settings) {
+            o["settings"] = value
+        } else {
+            o["settings"] = .object(JSONObject())
+        }
+        return o
+    }
+
+    static func avatarLink(_ u: UserRecord) -> JSONValue {
+        u.avatarAttachmentID.map { .string("/api/attachments/\($0)") } ?? .null
+    }
+
+    static func contact(_ c: ChatService.Contact) -> JSONObject {
+        ["username": .string(c.user.username), "display_name": .string(c.user.displayName),
+         "avatar_link": avatarLink(c.user), "online": .bool(c.online),
+         "last_seen": c.user.lastSeen.map { .string(Timestamp.format($0)) } ?? .null]
+    }
+
+    static func group(_ g: GroupRecord) -> JSONObject {
+        ["group_id": .string(g.wireID), "group_name": .string(g.name), "members": .array(g.members.map { .string($0) })]
+    }
+
+    static func event(_ event: ChatEvent) -> JSONObject {
+        switch event {
+        case let .message(m):
+            return message(m)
+        case let .edited(m):
+            var o: JSONObject = ["type": "message_edited", "message_id": .string(m.id), "content": .string(m.content),
+                                 "edited_at": .string(Timestamp.format(m.editedAt ?? m.createdAt))]
+            addConversation(m, to: &o)
+            if !m.extras.entities.isEmpty { o["entities"] = entities(m.extras.entities) }
+            return o
+        case let .deleted(m):
+            var o: JSONObject = ["type": "message_deleted", "message_id": .string(m.id)]
+            addConversation(m, to: &o)
+            return o
+        case let .readReceipt(id, reader, at):
+            return ["type": "read_receipt", "message_id": .string(id), "reader": .string(reader),
+                    "timestamp": .string(Timestamp.format(at))]
+        case let .typing(sender, target, started):
+            var o: JSONObject = ["type": "typing", "sender": .string(sender)]
+            switch target {
+            case let .direct(recipient): o["recipient"] = .string(recipient)
+            case let .group(name): o["groupname"] = .string(name)
+            }
+            o["state"] = started ? "started" : "stopped"
+            return o
+        case let .presence(username, online, lastSeen):
+            return ["type": "presence", "username": .string(username), "status": online ? "online" : "offline",
+                    "last_seen": lastSeen.map { .string(Timestamp.format($0)) } ?? .null]
+        case let .groupInvite(groupID, groupName, inviter):
+            return ["type": "group_invite", "group_id": .string(groupID), "group_name": .string(groupName),
+                    "inviter": .string(inviter)]
+        }
+    }
+
+    static func addConversation(_ m: StoredMessage, to o: inout JSONObject) {
+        o["sender"] = .string(m.sender)
+        switch m.target {
+        case let .direct(recipient): o["recipient"] = .string(recipient)
+        case let .group(_, name): o["groupname"] = .string(name)
+        }
+    }
+
+    static func error(_ error: ChatError, requestID: String?) -> JSONObject {
+        var o: JSONObject = ["type": "error"]
+        if let requestID { o["request_id"] = .string(requestID) }
+        o["code"] = .string(error.code.rawValue)
+        o["reason"] = .string(error.reason)
+        return o
+    }
+}
