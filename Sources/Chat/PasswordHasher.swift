@@ -31,11 +31,11 @@ public struct PasswordHasher: Sendable {
 
     static func pbkdf2(_ password: String, salt: [UInt8], iterations: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 64)
-        let pw = Array(password.utf8)
-        let ok = pw.withUnsafeBufferPointer { p in
-            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(p.count, 1)) { cp in
-                PKCS5_PBKDF2_HMAC(cp, Int32(p.count), salt, Int32(salt.count), Int32(iterations), EVP_sha512(), 64, &out)
-            }
+        // An empty password still needs a valid pointer.
+        var pw = Array(password.utf8CString)
+        let length = Int32(pw.count - 1)
+        let ok = pw.withUnsafeMutableBufferPointer { p in
+            PKCS5_PBKDF2_HMAC(p.baseAddress, length, salt, Int32(salt.count), Int32(iterations), EVP_sha512(), 64, &out)
         }
         precondition(ok == 1, "PKCS5_PBKDF2_HMAC failed")
         return out

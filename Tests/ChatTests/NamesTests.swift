@@ -105,6 +105,14 @@ import Testing
         #expect(!hasher.verify("correct horse", against: "sha1$whatever"))
     }
 
+    @Test func emptyAndOddPasswordsAreHandled() {
+        let hasher = PasswordHasher(iterations: 10)
+        #expect(!hasher.verify("", against: hasher.hash("something")))
+        #expect(hasher.verify("", against: hasher.hash("")))
+        #expect(hasher.verify("pässwörd\u{0}x", against: hasher.hash("pässwörd\u{0}x")))
+        #expect(!hasher.verify("pässwörd", against: hasher.hash("pässwörd\u{0}x")))
+    }
+
     @Test func saltsEachHash() {
         let hasher = PasswordHasher(iterations: 1000)
         #expect(hasher.hash("same password") != hasher.hash("same password"))
@@ -121,5 +129,26 @@ import Testing
         #expect(a.count == 43)
         #expect(SessionToken.storageHash(a).count == 64)
         #expect(SessionToken.storageHash(a) == SessionToken.storageHash(a))
+    }
+}
+
+/// Random input never traps the parsers that see client bytes.
+@Suite struct RandomInputTests {
+    @Test func parsersSurviveRandomBytes() {
+        var rng = SystemRandomNumberGenerator()
+        let alphabet = Array("{}[]\",:0123456789.eE+-tfnrul \\/u\nT Z:x".utf8)
+        for round in 0..<20000 {
+            let length = Int.random(in: 0..<40, using: &rng)
+            let bytes: [UInt8] = (0..<length).map { _ in
+                round % 2 == 0 ? UInt8.random(in: 0...255, using: &rng) : alphabet.randomElement(using: &rng)!
+            }
+            _ = JSONSyntax.isValid(bytes)
+            _ = try? JSONValue.parse(bytes)
+            let text = String(decoding: bytes, as: UTF8.self)
+            _ = Timestamp.parse(text)
+            _ = Timestamp.parse("2026-11-21T10:01:00" + text)
+            _ = URLEntity.extract(from: "https://" + text)
+            _ = Names.normalizedUsername(text)
+        }
     }
 }
