@@ -46,6 +46,10 @@ public protocol ChatStore: Sendable {
     /// word must match (the last as a prefix), best match first.
     func search(_ words: [String], for username: String, limit: Int) async throws -> [StoredMessage]
 
+    /// Every message `username` can read (direct ones they sent or received,
+    /// and those of groups they belong to), oldest first, after `afterSeq`.
+    func messages(visibleTo username: String, afterSeq: Int64, limit: Int) async throws -> [StoredMessage]
+
     // MARK: Groups
 
     /// Throws `ChatStoreError.duplicate` when the name is taken.

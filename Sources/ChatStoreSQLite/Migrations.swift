@@ -98,6 +98,11 @@ extension SQLiteChatStore {
                 INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
                 """)
         }
+        migrator.registerMigration("v3-history-by-time") { db in
+            // History is ordered by message time, so imported messages fall
+            // into place among those sent here.
+            try db.execute(sql: "CREATE INDEX messages_by_conversation_time ON messages(conversation, created_at, seq)")
+        }
         return migrator
     }()
 }

@@ -257,8 +257,13 @@ public final class SQLiteChatStore: ChatStore {
             var arguments: StatementArguments = [conversation.key, username, conversation.key]
             if let start = query.start { sql += " AND created_at >= ?"; arguments += [start] }
             if let end = query.end { sql += " AND created_at <= ?"; arguments += [end] }
-            if let before = query.beforeSeq { sql += " AND seq < ?"; arguments += [before] }
-            sql += " ORDER BY seq DESC LIMIT ?"
+            if let before = query.beforeSeq {
+                // Time order (imported messages keep their original times),
+                // with the sequence number breaking ties.
+                sql += " AND (created_at, seq) < ((SELECT created_at FROM messages WHERE seq = ?), ?)"
+                arguments += [before, before]
+            }
+            sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
             arguments += [query.limit + 1]
             var rows = try Row.fetchAll(db, sql: sql, arguments: arguments)
             let hasMore = rows.count > query.limit
@@ -282,6 +287,24 @@ public final class SQLiteChatStore: ChatStore {
                     ORDER BY bm25(messages_fts), m.seq DESC LIMIT ?
                     """,
                 arguments: [match, username, username, username, username, limit]
+            ).map(Self.message(from:))
+        }
+    }
+
+    public func messages(visibleTo username: String, afterSeq: Int64, limit: Int) async throws -> [StoredMessage] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT m.* FROM messages m
+                    WHERE m.seq > ? AND m.deleted_at IS NULL
+                    AND ((m.group_id IS NULL AND (m.sender = ? OR m.recipient = ?))
+                         OR m.group_id IN (SELECT group_id FROM group_members WHERE username = ?))
+                    AND m.seq > coalesce((SELECT cleared_seq FROM conversation_clears c
+                                          WHERE c.username = ? AND c.conversation = m.conversation), 0)
+                    ORDER BY m.seq LIMIT ?
+                    """,
+                arguments: [afterSeq, username, username, username, username, limit]
             ).map(Self.message(from:))
         }
     }

@@ -4,6 +4,7 @@ import HummingbirdWebSocket
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// The HTTP listener: WebSocket signaling at `/ws`, `/health`, `/metrics`.
 public enum HTTPServer {
@@ -34,30 +35,85 @@ public enum HTTPServer {
             jsonResponse(.upgradeRequired, ["type": "error", "code": "bad_request",
                                                    "reason": "use a WebSocket upgrade on /ws"])
         }
+        // Backup and migration (PROTOCOL.md, HTTP API). Both need a bearer token.
+        let backup = Backup(service: context.service)
+        router.get("/api/export") { request, _ -> Response in
+            guard let user = try await authenticate(request, context: context) else { return unauthorized() }
+            let document = try await backup.export(username: user.username)
+            return Response(status: .ok, headers: [.contentType: "application/json",
+                                                   .contentDisposition: "attachment; filename=\"parley-\(user.username).json\""],
+                            body: .init(byteBuffer: ByteBuffer(string: document.serialized)))
+        }
+        router.post("/api/import") { request, _ -> Response in
+            guard let user = try await authenticate(request, context: context) else { return unauthorized() }
+            let body: ByteBuffer
+            do {
+                body = try await request.body.collect(upTo: maxImportBytes)
+            } catch {
+                return jsonResponse(.contentTooLarge, ["type": "error", "code": "too_large",
+                                                       "reason": .string("backup is over \(maxImportBytes) bytes")])
+            }
+            guard let document = try? JSONValue.parse(Array(body.readableBytesView)).objectValue else {
+                return jsonResponse(.badRequest, ["type": "error", "code": "bad_json", "reason": "body is not a JSON object"])
+            }
+            do {
+                let summary = try await backup.importDocument(document, into: user.username)
+                return jsonResponse(.ok, ["imported": .object([
+                    "contacts": .number(Double(summary.contacts)), "groups": .number(Double(summary.groups)),
+                    "messages": .number(Double(summary.messages)), "skipped": .number(Double(summary.skipped)),
+                ])])
+            } catch let error as ChatError {
+                return jsonResponse(.badRequest, WireFormat.error(error, requestID: nil))
+            }
+        }
         router.get("/") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: "Parley signaling server. WebSocket: /ws, health: /health\n")))
         }
 
-        let wsRouter = Router(context: BasicWebSocketRequestContext.self)
-        wsRouter.ws("/ws") { _, _ in
-            .upgrade([:])
-        } onUpgrade: { inbound, outbound, wsContext in
-            // A token given on the upgrade must be valid. Browsers cannot read
-            // the status of a refused upgrade, so the refusal is an `error`
-            // frame and a policy-violation close that any client can see.
-            var preauth: (UserRecord, String)?
-            if let token = bearerToken(wsContext.request) {
-                guard let user = try? await context.service.resume(token: token) else {
-                    context.metrics.countError(.notAuthenticated)
-                    let frame = WireFormat.error(ChatError(.notAuthenticated, "invalid or revoked token"), requestID: nil)
-                    try? await outbound.write(.text(frame.serialized))
-                    try? await outbound.close(.policyViolation, reason: "invalid token")
-                    return
+        let wsRouter = Router(context: UpgradeContext.self)
+        wsRouter.ws("/ws") { request, upgrade in
+            // A connection with a token is attached to its user *before* the
+            // 101 goes out, so no message sent after the client sees the
+            // upgrade can miss it.
+            if let token = bearerToken(request) {
+                if let user = try await context.service.resume(token: token) {
+                    let queue = OutboundQueue(capacity: context.configuration.outboundCapacity)
+                    var state = SessionState(context: context, queue: queue)
+                    await state.attach(user: user, token: token) { pending in
+                        for message in pending { queue.send(WireFormat.message(message)) }
+                    }
+                    upgrade.attachment.set(.attached(queue, state))
+                    // Should the upgrade never complete (the client vanished
+                    // in between), detach rather than leave a ghost online.
+                    let attachment = upgrade.attachment
+                    Task {
+                        try? await Task.sleep(for: .seconds(15))
+                        if case var .attached(queue, state)? = attachment.take() {
+                            await state.leave()
+                            queue.finish()
+                        }
+                    }
+                } else {
+                    upgrade.attachment.set(.invalidToken)
                 }
-                preauth = (user, token)
             }
-            await WebSocketConnection.run(inbound: inbound, outbound: outbound, context: context, preauth: preauth)
+            return .upgrade([:])
+        } onUpgrade: { inbound, outbound, wsContext in
+            switch wsContext.requestContext.attachment.take() {
+            case let .attached(queue, state):
+                await WebSocketConnection.run(inbound: inbound, outbound: outbound, context: context, queue: queue, state: state)
+            case .invalidToken:
+                // Browsers cannot read the status of a refused upgrade, so the
+                // refusal is an `error` frame and a policy-violation close.
+                context.metrics.countError(.notAuthenticated)
+                let frame = WireFormat.error(ChatError(.notAuthenticated, "invalid or revoked token"), requestID: nil)
+                try? await outbound.write(.text(frame.serialized))
+                try? await outbound.close(.policyViolation, reason: "invalid token")
+            case nil:
+                let queue = OutboundQueue(capacity: context.configuration.outboundCapacity)
+                await WebSocketConnection.run(inbound: inbound, outbound: outbound, context: context, queue: queue, state: nil)
+            }
         }
 
         let config = context.configuration
@@ -75,6 +131,17 @@ public enum HTTPServer {
             },
             logger: context.logger
         )
+    }
+
+    static let maxImportBytes = 64 << 20
+
+    static func authenticate(_ request: Request, context: SignalingContext) async throws -> UserRecord? {
+        guard let token = bearerToken(request) else { return nil }
+        return try await context.service.resume(token: token)
+    }
+
+    static func unauthorized() -> Response {
+        jsonResponse(.unauthorized, ["type": "error", "code": "not_authenticated", "reason": "missing or invalid bearer token"])
     }
 
     /// A session token from `Authorization: Bearer …` or `?token=…`.
@@ -100,11 +167,10 @@ public enum HTTPServer {
 /// Reads one WebSocket connection's frames and writes its outbound queue.
 enum WebSocketConnection {
     static func run(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, context: SignalingContext,
-                    preauth: (UserRecord, String)?) async
+                    queue: OutboundQueue, state: SessionState?) async
     {
         let config = context.configuration
-        let queue = OutboundQueue(capacity: config.outboundCapacity)
-        var session = WebSocketSession(context: context, queue: queue)
+        var session = WebSocketSession(context: context, queue: queue, state: state)
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await item in queue.stream {
@@ -120,7 +186,6 @@ enum WebSocketConnection {
                     try? await outbound.close(.policyViolation, reason: "too slow")
                 }
             }
-            if let (user, token) = preauth { await session.authenticate(user: user, token: token) }
             var limiter = RateLimiter(rate: config.rateLimit, burst: config.rateBurst, now: .now)
             var message = [UInt8]()
             var isText = true
@@ -157,4 +222,30 @@ enum WebSocketConnection {
             await group.waitForAll()
         }
     }
+}
+
+/// The request context of WebSocket upgrades: carries a connection attached
+/// during the upgrade request to the handler that serves it.
+struct UpgradeContext: RequestContext, WebSocketRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let webSocket: WebSocketHandlerReference<UpgradeContext>
+    let attachment: UpgradeAttachment
+
+    init(source: Source) {
+        coreContext = .init(source: source)
+        webSocket = .init()
+        attachment = UpgradeAttachment()
+    }
+}
+
+final class UpgradeAttachment: Sendable {
+    enum Value: Sendable {
+        case attached(OutboundQueue, SessionState)
+        case invalidToken
+    }
+
+    private let value = Mutex<Value?>(nil)
+
+    func set(_ v: Value) { value.withLock { $0 = v } }
+    func take() -> Value? { value.withLock { v in defer { v = nil }; return v } }
 }

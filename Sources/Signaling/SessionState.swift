@@ -3,7 +3,7 @@ import Chat
 /// Who a connection is logged in as, shared by the WebSocket and line
 /// protocol sessions: attaching to the hub, handing over pending messages,
 /// presence on first connect and last disconnect.
-struct SessionState {
+struct SessionState: Sendable {
     let context: SignalingContext
     let queue: OutboundQueue
     let connectionID: ConnectionID

@@ -9,10 +9,10 @@ struct WebSocketSession {
     let queue: OutboundQueue
     private var state: SessionState
 
-    init(context: SignalingContext, queue: OutboundQueue) {
+    init(context: SignalingContext, queue: OutboundQueue, state: SessionState? = nil) {
         self.context = context
         self.queue = queue
-        self.state = SessionState(context: context, queue: queue)
+        self.state = state ?? SessionState(context: context, queue: queue)
     }
 
     var service: ChatService { context.service }
@@ -276,15 +276,6 @@ struct WebSocketSession {
                                  "ice_servers": .array([])]
             if let requestID { o.fields.insert((key: "request_id", value: .string(requestID)), at: 1) }
             queue.send(o)
-        }
-    }
-
-    /// Authenticates the connection (from the upgrade's token): pending
-    /// messages arrive as ordinary pushes.
-    mutating func authenticate(user: UserRecord, token: String) async {
-        let queue = self.queue
-        await state.attach(user: user, token: token) { pending in
-            for message in pending { queue.send(WireFormat.message(message)) }
         }
     }
 

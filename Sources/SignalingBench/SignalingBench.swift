@@ -271,44 +271,33 @@ private final class Runner: @unchecked Sendable {
         let hostHeader = target.host.contains(":") ? "[\(target.host)]:\(target.port)" : "\(target.host):\(target.port)"
         let upgrade = "GET \(target.pathAndQuery) HTTP/1.1\r\nHost: \(hostHeader)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\nUser-Agent: parley-bench\r\n\r\n"
-        var slots = [BenchConn?](repeating: nil, count: n)
         let started = monotonicNanos()
         var lastPrint = started
         var opened = 0
         var failed = 0
         var firstErrors: [String] = []
-        await withTaskGroup(of: (Int, Result<BenchConn, BenchFailure>).self) { tasks in
-            var next = 0
-            func add() {
-                let i = next
-                next += 1
-                tasks.addTask {
-                    do {
-                        return (i, .success(try await self.establish(index: i, target: target, upgrade: upgrade)))
-                    } catch {
-                        return (i, .failure(error as? BenchFailure ?? BenchFailure("\(error)")))
-                    }
-                }
+        let results = await boundedMap(count: n, concurrency: concurrency) { i -> Result<BenchConn, BenchFailure> in
+            do {
+                return .success(try await self.establish(index: i, target: target, upgrade: upgrade))
+            } catch {
+                return .failure(error as? BenchFailure ?? BenchFailure("\(error)"))
             }
-            while next < concurrency { add() }
-            while let (i, result) = await tasks.next() {
-                switch result {
-                case .success(let conn):
-                    slots[i] = conn
-                    opened += 1
-                case .failure(let error):
-                    failed += 1
-                    if firstErrors.count < 3 { firstErrors.append("#\(i): \(error.description)") }
-                }
-                if next < n { add() }
-                let now = monotonicNanos()
-                if now - lastPrint >= 1_000_000_000 || opened + failed == n {
-                    lastPrint = now
-                    let rate = Double(opened + failed) / (Double(now - started) / 1e9)
-                    self.progress("connecting: \(opened)/\(n) open, \(failed) failed (\(Int(rate)) conn/s)")
-                }
+        } onResult: { i, result in
+            switch result {
+            case .success:
+                opened += 1
+            case .failure(let error):
+                failed += 1
+                if firstErrors.count < 3 { firstErrors.append("#\(i): \(error.description)") }
+            }
+            let now = monotonicNanos()
+            if now - lastPrint >= 1_000_000_000 || opened + failed == n {
+                lastPrint = now
+                let rate = Double(opened + failed) / (Double(now - started) / 1e9)
+                self.progress("connecting: \(opened)/\(n) open, \(failed) failed (\(Int(rate)) conn/s)")
             }
         }
+        let slots = results.map { try? $0.get() }
         failures = failed
         samples = firstErrors
         return slots.compactMap { $0 }
@@ -424,11 +413,17 @@ private final class Runner: @unchecked Sendable {
 }
 
 /// Runs `body(0..<count)` with at most `concurrency` in flight; results in index order.
-private func boundedMap<T: Sendable>(count: Int, concurrency: Int, _ body: @escaping @Sendable (Int) async -> T) async -> [T] {
+/// `onResult` sees each result as it completes (in completion order).
+private func boundedMap<T: Sendable>(
+    count: Int,
+    concurrency: Int,
+    _ body: @escaping @Sendable (Int) async -> T,
+    onResult: (Int, T) -> Void = { _, _ in }
+) async -> [T] {
     guard count > 0 else { return [] }
     var results = [T?](repeating: nil, count: count)
+    var next = 0
     await withTaskGroup(of: (Int, T).self) { tasks in
-        var next = 0
         while next < min(concurrency, count) {
             let i = next
             tasks.addTask { (i, await body(i)) }
@@ -436,6 +431,7 @@ private func boundedMap<T: Sendable>(count: Int, concurrency: Int, _ body: @esca
         }
         while let (i, value) = await tasks.next() {
             results[i] = value
+            onResult(i, value)
             if next < count {
                 let k = next
                 tasks.addTask { (k, await body(k)) }

@@ -32,8 +32,8 @@ func direct(_ from: String, _ to: String, _ text: String, at: Millis, client: St
 @Suite struct SQLiteChatStoreTests {
     @Test func migrationsAreVersionedAndIdempotent() throws {
         let temp = try TempStore()
-        #expect(try temp.store.appliedMigrations() == ["v1-chat", "v2-fts"])
-        #expect(try temp.reopen().appliedMigrations() == ["v1-chat", "v2-fts"])
+        #expect(try temp.store.appliedMigrations() == ["v1-chat", "v2-fts", "v3-history-by-time"])
+        #expect(try temp.reopen().appliedMigrations() == ["v1-chat", "v2-fts", "v3-history-by-time"])
     }
 
     @Test func usersAreUniqueAndSurviveReopen() async throws {
@@ -157,6 +157,21 @@ func direct(_ from: String, _ to: String, _ text: String, at: Millis, client: St
         #expect(try await store.watchers(of: "bob") == ["ann"])
         #expect(try await store.removeContact(owner: "ann", contact: "bob"))
         #expect(try await store.watchers(of: "bob").isEmpty)
+    }
+
+    @Test func historyFollowsMessageTimeForImportedMessages() async throws {
+        let temp = try TempStore()
+        defer { withExtendedLifetime(temp) {} }
+        let store = temp.store
+        _ = try await store.insertMessages([direct("ann", "bob", "new", at: 5000)], pendingFor: [[]])
+        _ = try await store.insertMessages([direct("bob", "ann", "old", at: 1000, client: "import:m1")], pendingFor: [[]])
+        let all = try await store.history(.direct("ann", "bob"), for: "ann", query: HistoryQuery())
+        #expect(all.messages.map(\.content) == ["old", "new"])
+        let before = try await store.history(.direct("ann", "bob"), for: "ann",
+                                             query: HistoryQuery(beforeSeq: all.messages[1].seq))
+        #expect(before.messages.map(\.content) == ["old"])
+        #expect(try await store.messages(visibleTo: "bob", afterSeq: 0, limit: 10).count == 2)
+        #expect(try await store.messages(visibleTo: "cat", afterSeq: 0, limit: 10).isEmpty)
     }
 
     @Test func receiptsAreRecordedOnce() async throws {
