@@ -197,10 +197,7 @@ public final class SQLiteChatStore: ChatStore {
     }
 
     public func markRead(seq: Int64, reader: String, at: Millis) async throws -> Bool {
-        try await pool.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO receipts(seq, reader, read_at) VALUES (?, ?, ?)", arguments: [seq, reader, at])
-            return db.changesCount > 0
-        }
+        try await changesRow("INSERT OR IGNORE INTO receipts(seq, reader, read_at) VALUES (?, ?, ?)", [seq, reader, at])
     }
 
     public func addPending(username: String, seqs: [Int64]) async throws {
@@ -213,10 +210,7 @@ public final class SQLiteChatStore: ChatStore {
     }
 
     public func claimPending(username: String, seq: Int64) async throws -> Bool {
-        try await pool.write { db in
-            try db.execute(sql: "DELETE FROM pending WHERE username = ? AND seq = ?", arguments: [username, seq])
-            return db.changesCount > 0
-        }
+        try await changesRow("DELETE FROM pending WHERE username = ? AND seq = ?", [username, seq])
     }
 
     public func takePending(username: String) async throws -> [StoredMessage] {
@@ -342,18 +336,12 @@ public final class SQLiteChatStore: ChatStore {
     }
 
     public func addMember(groupID: Int64, username: String, at: Millis) async throws -> Bool {
-        try await pool.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO group_members(group_id, username, joined_at) VALUES (?, ?, ?)",
-                           arguments: [groupID, username, at])
-            return db.changesCount > 0
-        }
+        try await changesRow("INSERT OR IGNORE INTO group_members(group_id, username, joined_at) VALUES (?, ?, ?)",
+                             [groupID, username, at])
     }
 
     public func removeMember(groupID: Int64, username: String) async throws -> Bool {
-        try await pool.write { db in
-            try db.execute(sql: "DELETE FROM group_members WHERE group_id = ? AND username = ?", arguments: [groupID, username])
-            return db.changesCount > 0
-        }
+        try await changesRow("DELETE FROM group_members WHERE group_id = ? AND username = ?", [groupID, username])
     }
 
     public func groups(of username: String) async throws -> [GroupRecord] {
@@ -365,18 +353,15 @@ public final class SQLiteChatStore: ChatStore {
                     WHERE gm.username = ? ORDER BY g.id
                     """,
                 arguments: [username])
-            return try rows.map { row in
-                let id: Int64 = row["id"]
-                return GroupRecord(id: id, name: row["name"], owner: row["owner"], createdAt: row["created_at"],
-                                   members: try Self.members(db, id))
-            }
+            return try rows.map { try Self.group(db, $0) }
         }
     }
 
     static func group(_ db: Database, where clause: String, _ value: any DatabaseValueConvertible) throws -> GroupRecord? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM chat_groups WHERE \(clause)", arguments: [value]) else {
-            return nil
-        }
+        try Row.fetchOne(db, sql: "SELECT * FROM chat_groups WHERE \(clause)", arguments: [value]).map { try group(db, $0) }
+    }
+
+    static func group(_ db: Database, _ row: Row) throws -> GroupRecord {
         let id: Int64 = row["id"]
         return GroupRecord(id: id, name: row["name"], owner: row["owner"], createdAt: row["created_at"],
                            members: try members(db, id))
@@ -390,18 +375,11 @@ public final class SQLiteChatStore: ChatStore {
     // MARK: Contacts
 
     public func addContact(owner: String, contact: String, at: Millis) async throws -> Bool {
-        try await pool.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO contacts(owner, contact, added_at) VALUES (?, ?, ?)",
-                           arguments: [owner, contact, at])
-            return db.changesCount > 0
-        }
+        try await changesRow("INSERT OR IGNORE INTO contacts(owner, contact, added_at) VALUES (?, ?, ?)", [owner, contact, at])
     }
 
     public func removeContact(owner: String, contact: String) async throws -> Bool {
-        try await pool.write { db in
-            try db.execute(sql: "DELETE FROM contacts WHERE owner = ? AND contact = ?", arguments: [owner, contact])
-            return db.changesCount > 0
-        }
+        try await changesRow("DELETE FROM contacts WHERE owner = ? AND contact = ?", [owner, contact])
     }
 
     public func contacts(of owner: String) async throws -> [UserRecord] {
@@ -421,6 +399,15 @@ public final class SQLiteChatStore: ChatStore {
     }
 
     // MARK: Rows
+
+    /// Runs one statement in its own write transaction; true when it changed
+    /// a row.
+    private func changesRow(_ sql: String, _ arguments: StatementArguments) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: sql, arguments: arguments)
+            return db.changesCount > 0
+        }
+    }
 
     static func user(from row: Row) -> UserRecord {
         UserRecord(username: row["username"], displayName: row["display_name"], passwordHash: row["password_hash"],
