@@ -1,4 +1,9 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 import NIOPosix
 
@@ -8,9 +13,10 @@ func monotonicNanos() -> UInt64 {
     NIODeadline.now().uptimeNanoseconds
 }
 
-struct BenchFailure: Error, CustomStringConvertible {
+struct BenchFailure: Error, CustomStringConvertible, LocalizedError {
     var description: String
     init(_ description: String) { self.description = description }
+    var errorDescription: String? { self.description }
 }
 
 /// A response to a request sent during setup (parsed with JSONSerialization; setup only).
@@ -169,6 +175,8 @@ final class BenchConn: @unchecked Sendable {
 }
 
 // MARK: - Minimal WebSocket client (RFC 6455) on a raw NIO channel.
+//
+// The hot path works on raw pointers with memchr/memcmp so that it stays cheap even in debug builds.
 
 private let typeKey = Array(#""type""#.utf8)
 private let contentKey = Array(#""content""#.utf8)
@@ -186,31 +194,52 @@ private enum FrameKind {
     case other
 }
 
-/// Finds `key` then `: "` and returns the range of the string value's bytes (no unescaping).
+/// Offset of `needle` in `p[from...]`, via memchr + memcmp.
 @inline(__always)
-private func stringValue(of key: [UInt8], in p: UnsafeRawBufferPointer) -> Range<Int>? {
-    let n = p.count, k = key.count
-    guard n >= k else { return nil }
-    var i = 0
-    outer: while i <= n - k {
-        for j in 0..<k where p[i + j] != key[j] {
-            i += 1
-            continue outer
+private func find(_ needle: [UInt8], in p: UnsafeRawBufferPointer, from: Int) -> Int? {
+    guard let base = p.baseAddress, !needle.isEmpty else { return nil }
+    let n = p.count, k = needle.count
+    var i = from
+    return needle.withUnsafeBytes { nd -> Int? in
+        let first = Int32(needle[0])
+        while i <= n - k {
+            guard let hit = memchr(base + i, first, n - k - i + 1) else { return nil }
+            let at = base.distance(to: UnsafeRawPointer(hit))
+            if memcmp(base + at, nd.baseAddress!, k) == 0 { return at }
+            i = at + 1
         }
-        var v = i + k
-        while v < n, p[v] == 0x20 || p[v] == 0x09 || p[v] == 0x0A || p[v] == 0x0D { v += 1 }
-        guard v < n, p[v] == UInt8(ascii: ":") else { i += 1; continue }
+        return nil
+    }
+}
+
+@inline(__always)
+private func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
+
+/// Finds `key` then `: "` and returns the range of the string value's bytes (no unescaping).
+private func stringValue(of key: [UInt8], in p: UnsafeRawBufferPointer) -> Range<Int>? {
+    guard let base = p.baseAddress else { return nil }
+    let n = p.count
+    var from = 0
+    while let at = find(key, in: p, from: from) {
+        from = at + 1
+        var v = at + key.count
+        while v < n, isSpace(p[v]) { v += 1 }
+        guard v < n, p[v] == UInt8(ascii: ":") else { continue }
         v += 1
-        while v < n, p[v] == 0x20 || p[v] == 0x09 || p[v] == 0x0A || p[v] == 0x0D { v += 1 }
-        guard v < n, p[v] == UInt8(ascii: "\"") else { i += 1; continue }
+        while v < n, isSpace(p[v]) { v += 1 }
+        guard v < n, p[v] == UInt8(ascii: "\"") else { continue }
         v += 1
         var e = v
-        while e < n, p[e] != UInt8(ascii: "\"") {
-            if p[e] == UInt8(ascii: "\\") { e += 1 }
+        while e < n {
+            guard let q = memchr(base + e, Int32(UInt8(ascii: "\"")), n - e) else { return nil }
+            e = base.distance(to: UnsafeRawPointer(q))
+            // An escaped quote has an odd number of backslashes before it.
+            var backslashes = 0
+            while e - 1 - backslashes >= v, p[e - 1 - backslashes] == UInt8(ascii: "\\") { backslashes += 1 }
+            if backslashes % 2 == 0 { return v..<e }
             e += 1
         }
-        guard e < n else { return nil }
-        return v..<e
+        return nil
     }
     return nil
 }
@@ -218,41 +247,34 @@ private func stringValue(of key: [UInt8], in p: UnsafeRawBufferPointer) -> Range
 @inline(__always)
 private func equals(_ p: UnsafeRawBufferPointer, _ r: Range<Int>, _ s: [UInt8]) -> Bool {
     guard r.count == s.count else { return false }
-    var j = 0
-    for i in r {
-        if p[i] != s[j] { return false }
-        j += 1
-    }
-    return true
+    return s.withUnsafeBytes { memcmp(p.baseAddress! + r.lowerBound, $0.baseAddress!, r.count) == 0 }
 }
 
-private func classify(_ payload: ByteBuffer) -> FrameKind {
-    payload.withUnsafeReadableBytes { p -> FrameKind in
-        guard let t = stringValue(of: typeKey, in: p) else { return .other }
-        if equals(p, t, tReceiveMessage) || equals(p, t, tReceiveGroupMessage) {
-            guard let c = stringValue(of: contentKey, in: p), c.count > 3,
-                  p[c.lowerBound] == UInt8(ascii: "b"), p[c.lowerBound + 1] == UInt8(ascii: "t"),
-                  p[c.lowerBound + 2] == UInt8(ascii: "=")
-            else { return .delivery(nil) }
-            var v: UInt64 = 0
-            var i = c.lowerBound + 3
-            while i < c.upperBound, p[i] >= 0x30, p[i] <= 0x39 {
-                v = v &* 10 &+ UInt64(p[i] - 0x30)
-                i += 1
-            }
-            return .delivery(v)
+private func classify(_ p: UnsafeRawBufferPointer) -> FrameKind {
+    guard let t = stringValue(of: typeKey, in: p) else { return .other }
+    if equals(p, t, tReceiveMessage) || equals(p, t, tReceiveGroupMessage) {
+        guard let c = stringValue(of: contentKey, in: p), c.count > 3,
+              p[c.lowerBound] == UInt8(ascii: "b"), p[c.lowerBound + 1] == UInt8(ascii: "t"),
+              p[c.lowerBound + 2] == UInt8(ascii: "=")
+        else { return .delivery(nil) }
+        var v: UInt64 = 0
+        var i = c.lowerBound + 3
+        while i < c.upperBound {
+            let d = p[i] &- 0x30
+            guard d < 10 else { break }
+            v = v &* 10 &+ UInt64(d)
+            i += 1
         }
-        if equals(p, t, tMessageSent) || equals(p, t, tGroupMessageSent) { return .ack }
-        if equals(p, t, tError) { return .error }
-        return .other
+        return .delivery(v)
     }
+    if equals(p, t, tMessageSent) || equals(p, t, tGroupMessageSent) { return .ack }
+    if equals(p, t, tError) { return .error }
+    return .other
 }
 
-private func errorCode(_ payload: ByteBuffer) -> String {
-    payload.withUnsafeReadableBytes { p -> String in
-        guard let r = stringValue(of: codeKey, in: p) else { return "error" }
-        return String(decoding: UnsafeRawBufferPointer(rebasing: p[r]), as: UTF8.self)
-    }
+private func errorCode(_ p: UnsafeRawBufferPointer) -> String {
+    guard let r = stringValue(of: codeKey, in: p) else { return "error" }
+    return String(decoding: UnsafeRawBufferPointer(rebasing: p[r]), as: UTF8.self)
 }
 
 /// Channel handler speaking just enough WebSocket: HTTP/1.1 upgrade, masked text frames out,
@@ -260,6 +282,8 @@ private func errorCode(_ payload: ByteBuffer) -> String {
 final class WSClientHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+
+    static let maxMessageBytes = 16 << 20
 
     let shard: Shard
     let upgradeRequest: String
@@ -325,28 +349,30 @@ final class WSClientHandler: ChannelInboundHandler, @unchecked Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let incoming = self.unwrapInboundIn(data)
-        if var buffer = self.inbound {
-            buffer.writeImmutableBuffer(incoming)
-            self.inbound = buffer
+        var buffer: ByteBuffer
+        if var leftover = self.inbound {
+            self.inbound = nil  // keep `leftover` uniquely referenced so appending does not copy
+            leftover.writeImmutableBuffer(incoming)
+            buffer = leftover
         } else {
-            self.inbound = incoming
+            buffer = incoming
         }
         if !self.handshakeDone {
-            guard self.parseHandshake(context: context) else { return }
+            guard self.parseHandshake(&buffer, context: context) else {
+                self.inbound = buffer.readableBytes > 0 ? buffer : nil
+                return
+            }
         }
-        self.parseFrames(context: context)
+        let consumed = buffer.withUnsafeReadableBytes { self.parseFrames($0, context: context) }
+        buffer.moveReaderIndex(forwardBy: consumed)
+        self.inbound = buffer.readableBytes > 0 && !self.inactive ? buffer : nil
     }
 
     /// Returns true once the 101 response has been consumed.
-    private func parseHandshake(context: ChannelHandlerContext) -> Bool {
-        guard var buffer = self.inbound else { return false }
+    private func parseHandshake(_ buffer: inout ByteBuffer, context: ChannelHandlerContext) -> Bool {
         let end: Int? = buffer.withUnsafeReadableBytes { p in
-            guard p.count >= 4 else { return nil }
-            for i in 0...(p.count - 4)
-            where p[i] == 13 && p[i + 1] == 10 && p[i + 2] == 13 && p[i + 3] == 10 {
-                return i + 4
-            }
-            return nil
+            guard let at = find([13, 10, 13, 10], in: p, from: 0) else { return nil }
+            return at + 4
         }
         guard let end else {
             if buffer.readableBytes > 16384 {
@@ -356,7 +382,6 @@ final class WSClientHandler: ChannelInboundHandler, @unchecked Sendable {
             return false
         }
         let head = buffer.readString(length: end) ?? ""
-        self.inbound = buffer.readableBytes > 0 ? buffer : nil
         let statusLine = head.prefix { $0 != "\r" }
         guard statusLine.hasPrefix("HTTP/1.1 101") else {
             self.upgraded.fail(BenchFailure("WebSocket upgrade refused: \(statusLine)"))
@@ -370,67 +395,78 @@ final class WSClientHandler: ChannelInboundHandler, @unchecked Sendable {
         return true
     }
 
-    private func parseFrames(context: ChannelHandlerContext) {
-        while var buffer = self.inbound {
-            let r = buffer.readerIndex
-            guard buffer.readableBytes >= 2,
-                  let b0 = buffer.getInteger(at: r, as: UInt8.self),
-                  let b1 = buffer.getInteger(at: r + 1, as: UInt8.self)
-            else { return }
+    /// Handles every complete frame in `p`; returns the bytes consumed.
+    private func parseFrames(_ p: UnsafeRawBufferPointer, context: ChannelHandlerContext) -> Int {
+        var r = 0
+        let n = p.count
+        while n - r >= 2, !self.inactive {
+            let b0 = p[r], b1 = p[r + 1]
             var length = Int(b1 & 0x7F)
             var header = 2
             if length == 126 {
-                guard let l = buffer.getInteger(at: r + 2, as: UInt16.self) else { return }
-                length = Int(l)
+                guard n - r >= 4 else { break }
+                length = Int(p[r + 2]) << 8 | Int(p[r + 3])
                 header = 4
             } else if length == 127 {
-                guard let l = buffer.getInteger(at: r + 2, as: UInt64.self) else { return }
-                guard l < 64 << 20 else {
+                guard n - r >= 10 else { break }
+                var l: UInt64 = 0
+                for i in 2..<10 { l = l << 8 | UInt64(p[r + i]) }
+                guard l <= UInt64(Self.maxMessageBytes) else {
                     context.close(promise: nil)
-                    return
+                    return n
                 }
                 length = Int(l)
                 header = 10
             }
             let masked = b1 & 0x80 != 0
-            var maskKey: UInt32 = 0
-            if masked {
-                guard let m = buffer.getInteger(at: r + header, as: UInt32.self) else { return }
-                maskKey = m
-                header += 4
-            }
-            guard buffer.readableBytes >= header + length else { return }
-            buffer.moveReaderIndex(forwardBy: header)
-            var payload = buffer.readSlice(length: length)!
-            self.inbound = buffer.readableBytes > 0 ? buffer : nil
-            if masked {
-                // Servers must not mask; tolerate it anyway (copy then unmask).
-                var copy = context.channel.allocator.buffer(capacity: length)
-                copy.writeImmutableBuffer(payload)
-                copy.withUnsafeMutableReadableBytes { p in
-                    for i in 0..<p.count { p[i] ^= UInt8(truncatingIfNeeded: maskKey >> UInt32(24 - 8 * (i & 3))) }
+            if masked { header += 4 }
+            guard n - r >= header + length else { break }
+            let payloadStart = r + header
+            let fin = b0 & 0x80 != 0
+            let opcode = b0 & 0x0F
+            if !masked && fin && opcode == 0x1 {
+                // Hot path: a complete unmasked text message, handled in place.
+                self.handleMessage(UnsafeRawBufferPointer(rebasing: p[payloadStart..<(payloadStart + length)]), context: context)
+            } else {
+                var payload = context.channel.allocator.buffer(capacity: length)
+                payload.writeBytes(UnsafeRawBufferPointer(rebasing: p[payloadStart..<(payloadStart + length)]))
+                if masked {
+                    // Servers must not mask; tolerate it anyway.
+                    let key = (p[r + header - 4], p[r + header - 3], p[r + header - 2], p[r + header - 1])
+                    payload.withUnsafeMutableReadableBytes { q in
+                        for i in 0..<q.count {
+                            switch i & 3 {
+                            case 0: q[i] ^= key.0
+                            case 1: q[i] ^= key.1
+                            case 2: q[i] ^= key.2
+                            default: q[i] ^= key.3
+                            }
+                        }
+                    }
                 }
-                payload = copy
+                self.handleFrame(fin: fin, opcode: opcode, payload: payload, context: context)
             }
-            self.handleFrame(fin: b0 & 0x80 != 0, opcode: b0 & 0x0F, payload: payload, context: context)
-            if self.inactive { return }
+            r = payloadStart + length
         }
+        return r
     }
 
     private func handleFrame(fin: Bool, opcode: UInt8, payload: ByteBuffer, context: ChannelHandlerContext) {
         switch opcode {
         case 0x1, 0x2:
             if fin {
-                self.handleMessage(payload)
+                payload.withUnsafeReadableBytes { self.handleMessage($0, context: context) }
             } else {
                 self.fragments = payload
             }
         case 0x0:
             guard var f = self.fragments else { return }
+            self.fragments = nil
             f.writeImmutableBuffer(payload)
             if fin {
-                self.fragments = nil
-                self.handleMessage(f)
+                f.withUnsafeReadableBytes { self.handleMessage($0, context: context) }
+            } else if f.readableBytes > Self.maxMessageBytes {
+                context.close(promise: nil)
             } else {
                 self.fragments = f
             }
@@ -438,18 +474,18 @@ final class WSClientHandler: ChannelInboundHandler, @unchecked Sendable {
             if !self.closing {
                 self.closing = true
                 if self.established { self.shard.drops += 1 }
-                self.writeFrame(opcode: 0x8, payload: payload.getSlice(at: payload.readerIndex, length: min(2, payload.readableBytes)), countFailures: false)
+                self.writeFrame(opcode: 0x8, payload: payload.getSlice(at: payload.readerIndex, length: min(2, payload.readableBytes)))
             }
             context.close(promise: nil)
         case 0x9:
-            self.writeFrame(opcode: 0xA, payload: payload, countFailures: false)
+            self.writeFrame(opcode: 0xA, payload: payload)
         default:
             break
         }
     }
 
-    private func handleMessage(_ payload: ByteBuffer) {
-        switch classify(payload) {
+    private func handleMessage(_ p: UnsafeRawBufferPointer, context: ChannelHandlerContext) {
+        switch classify(p) {
         case .delivery(let sentAt):
             self.shard.delivered += 1
             if let sentAt {
@@ -459,20 +495,21 @@ final class WSClientHandler: ChannelInboundHandler, @unchecked Sendable {
         case .ack:
             self.shard.acks += 1
         case .error:
-            if let pending = self.pending {
-                self.resolve(pending, payload)
+            if self.pending != nil {
+                self.resolvePending(p, context: context)
             } else {
-                self.shard.errorCodes[errorCode(payload), default: 0] += 1
+                self.shard.errorCodes[errorCode(p), default: 0] += 1
             }
         case .other:
-            if let pending = self.pending { self.resolve(pending, payload) }
+            if self.pending != nil { self.resolvePending(p, context: context) }
         }
     }
 
-    private func resolve(_ pending: (promise: EventLoopPromise<Reply>, timeout: Scheduled<Void>), _ payload: ByteBuffer) {
+    private func resolvePending(_ p: UnsafeRawBufferPointer, context: ChannelHandlerContext) {
+        guard let pending = self.pending else { return }
         self.pending = nil
         pending.timeout.cancel()
-        pending.promise.succeed(Reply(payload))
+        pending.promise.succeed(Reply(context.channel.allocator.buffer(bytes: p)))
     }
 
     // MARK: Sending (on the loop)
@@ -497,68 +534,67 @@ final class WSClientHandler: ChannelInboundHandler, @unchecked Sendable {
         return promise.futureResult
     }
 
+    /// Writes one masked text frame. A send on a closed connection counts as a failed send.
     func sendText(_ text: String, countFailures: Bool) {
         guard let context = self.context, !self.inactive, !self.closing else {
             if countFailures { self.shard.sendFailures += 1 }
             return
         }
-        var utf8 = text
-        let frame = utf8.withUTF8 { bytes in
-            Self.makeFrame(opcode: 0x1, bytes: UnsafeRawBufferPointer(bytes), allocator: context.channel.allocator, mask: UInt32(truncatingIfNeeded: self.shard.rng.next()))
+        var text = text
+        let mask = self.shard.rng.next()
+        let frame = text.withUTF8 { bytes in
+            Self.makeFrame(opcode: 0x1, bytes: UnsafeRawBufferPointer(bytes), allocator: context.channel.allocator, mask: mask)
         }
-        self.write(frame, context: context, countFailures: countFailures)
+        context.writeAndFlush(self.wrapOutboundOut(frame), promise: nil)
     }
 
-    private func writeFrame(opcode: UInt8, payload: ByteBuffer?, countFailures: Bool) {
+    private func writeFrame(opcode: UInt8, payload: ByteBuffer?) {
         guard let context = self.context, !self.inactive else { return }
+        let mask = self.shard.rng.next()
         let frame = (payload ?? ByteBuffer()).withUnsafeReadableBytes { bytes in
-            Self.makeFrame(opcode: opcode, bytes: bytes, allocator: context.channel.allocator, mask: UInt32(truncatingIfNeeded: self.shard.rng.next()))
+            Self.makeFrame(opcode: opcode, bytes: bytes, allocator: context.channel.allocator, mask: mask)
         }
-        self.write(frame, context: context, countFailures: countFailures)
+        context.writeAndFlush(self.wrapOutboundOut(frame), promise: nil)
     }
 
-    private func write(_ frame: ByteBuffer, context: ChannelHandlerContext, countFailures: Bool) {
-        if countFailures {
-            let promise = context.eventLoop.makePromise(of: Void.self)
-            let shard = self.shard
-            promise.futureResult.whenFailure { _ in shard.sendFailures += 1 }
-            context.writeAndFlush(self.wrapOutboundOut(frame), promise: promise)
-        } else {
-            context.writeAndFlush(self.wrapOutboundOut(frame), promise: nil)
-        }
-    }
-
-    static func makeFrame(opcode: UInt8, bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator, mask: UInt32) -> ByteBuffer {
+    /// One client frame (FIN, masked with the low 32 bits of `mask`), built with a single buffer write.
+    static func makeFrame(opcode: UInt8, bytes: UnsafeRawBufferPointer, allocator: ByteBufferAllocator, mask: UInt64) -> ByteBuffer {
         let n = bytes.count
         var buffer = allocator.buffer(capacity: n + 14)
-        buffer.writeInteger(UInt8(0x80 | opcode))
-        if n < 126 {
-            buffer.writeInteger(UInt8(0x80 | n))
-        } else if n < 65536 {
-            buffer.writeInteger(UInt8(0x80 | 126))
-            buffer.writeInteger(UInt16(n))
-        } else {
-            buffer.writeInteger(UInt8(0x80 | 127))
-            buffer.writeInteger(UInt64(n))
-        }
-        buffer.writeInteger(mask)
-        let start = buffer.writerIndex
-        buffer.writeBytes(bytes)
-        let m0 = UInt8(truncatingIfNeeded: mask >> 24), m1 = UInt8(truncatingIfNeeded: mask >> 16)
-        let m2 = UInt8(truncatingIfNeeded: mask >> 8), m3 = UInt8(truncatingIfNeeded: mask)
-        buffer.withUnsafeMutableReadableBytes { p in
-            var i = start
-            let end = p.count
-            while i + 4 <= end {
-                p[i] ^= m0; p[i + 1] ^= m1; p[i + 2] ^= m2; p[i + 3] ^= m3
-                i += 4
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n + 14) { out in
+            let o = out.baseAddress!
+            o.storeBytes(of: 0x80 | opcode, toByteOffset: 0, as: UInt8.self)
+            var h: Int
+            if n < 126 {
+                o.storeBytes(of: UInt8(0x80 | n), toByteOffset: 1, as: UInt8.self)
+                h = 2
+            } else if n < 65536 {
+                o.storeBytes(of: UInt8(0x80 | 126), toByteOffset: 1, as: UInt8.self)
+                o.storeBytes(of: UInt16(n).bigEndian, toByteOffset: 2, as: UInt16.self)
+                h = 4
+            } else {
+                o.storeBytes(of: UInt8(0x80 | 127), toByteOffset: 1, as: UInt8.self)
+                o.storeBytes(of: UInt64(n).bigEndian, toByteOffset: 2, as: UInt64.self)
+                h = 10
             }
-            var k = 0
-            while i < end {
-                p[i] ^= k == 0 ? m0 : k == 1 ? m1 : m2
+            // The 4 key bytes as they appear on the wire; `key64` repeats them for 8-byte steps.
+            let key = UInt32(truncatingIfNeeded: mask)
+            o.storeBytes(of: key, toByteOffset: h, as: UInt32.self)
+            h += 4
+            if n > 0 { memcpy(o + h, bytes.baseAddress!, n) }
+            let key64 = UInt64(key) | UInt64(key) << 32
+            var i = 0
+            while i + 8 <= n {
+                let v = (o + h + i).loadUnaligned(as: UInt64.self)
+                (o + h + i).storeBytes(of: v ^ key64, as: UInt64.self)
+                i += 8
+            }
+            while i < n {
+                let k = UInt8(truncatingIfNeeded: key >> UInt32(8 * (i & 3)))  // little-endian byte i%4 of the stored key
+                (o + h + i).storeBytes(of: (o + h + i).load(as: UInt8.self) ^ k, as: UInt8.self)
                 i += 1
-                k += 1
             }
+            return h + n
         }
         return buffer
     }
@@ -571,10 +607,9 @@ final class WSClientHandler: ChannelInboundHandler, @unchecked Sendable {
         let channel = context.channel
         if !self.closing {
             self.closing = true
-            var status = ByteBuffer()
-            status.writeInteger(UInt16(1000))
-            let frame = status.withUnsafeReadableBytes {
-                Self.makeFrame(opcode: 0x8, bytes: $0, allocator: channel.allocator, mask: UInt32(truncatingIfNeeded: self.shard.rng.next()))
+            let status: [UInt8] = [0x03, 0xE8]  // 1000
+            let frame = status.withUnsafeBytes {
+                Self.makeFrame(opcode: 0x8, bytes: $0, allocator: channel.allocator, mask: self.shard.rng.next())
             }
             context.writeAndFlush(self.wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
         }

@@ -77,7 +77,9 @@ public struct SignalingBenchReport: Sendable {
     public var maxMs: Double
     /// Setup failures + `error` frames + failed writes + dropped connections.
     public var errors: Int
-    /// `errors` by kind: `setup`, `drop`, `send_failed`, or the `error` frame's `code`.
+    /// `errors` by kind: `setup` (connect/register/login/group failures), `drop` (connection closed by the
+    /// server or the network), `send_failed` (a send picked a connection that had already closed), or the
+    /// `error` frame's `code` (e.g. `rate_limited`).
     public var errorCounts: [String: Int]
     /// (server VmRSS after all connections are open and idle − before connecting) / connections.
     /// `nil` when the server's pid is unknown (not local).

@@ -226,3 +226,35 @@ func raiseOpenFileLimit() -> Int {
     }
     return limit.rlim_cur > rlim_t(Int.max) ? Int.max : Int(limit.rlim_cur)
 }
+
+/// While a local server runs, SIGINT/SIGTERM stop it and remove its directory before exiting,
+/// so an interrupted bench leaves no server behind. `restore()` puts the previous handlers back.
+final class InterruptCleanup: @unchecked Sendable {
+    private var sources: [any DispatchSourceSignal] = []
+    private var previous: [(Int32, sighandler_t?)] = []
+
+    init(server: LocalServer) {
+        for sig in [SIGINT, SIGTERM] {
+            let old = signal(sig, SIG_IGN)
+            self.previous.append((sig, old))
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                kill(server.pid, SIGTERM)
+                let deadline = monotonicNanos() + 5_000_000_000
+                while server.process.isRunning, monotonicNanos() < deadline { usleep(50_000) }
+                if server.process.isRunning { kill(server.pid, SIGKILL) }
+                try? FileManager.default.removeItem(at: server.directory)
+                exit(128 + sig)
+            }
+            source.resume()
+            self.sources.append(source)
+        }
+    }
+
+    func restore() {
+        for source in self.sources { source.cancel() }
+        self.sources = []
+        for (sig, old) in self.previous { signal(sig, old) }
+        self.previous = []
+    }
+}

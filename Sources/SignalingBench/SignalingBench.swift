@@ -87,6 +87,7 @@ private final class Runner: @unchecked Sendable {
     let runID: String
     let password: String
     var server: LocalServer?
+    var interruptCleanup: InterruptCleanup?
     var conns: [BenchConn] = []
     var closed = false
 
@@ -118,6 +119,7 @@ private final class Runner: @unchecked Sendable {
         } else {
             let server = try await LocalServer.start(executable: o.serverExecutable, runID: self.runID, group: self.group)
             self.server = server
+            self.interruptCleanup = InterruptCleanup(server: server)
             url = "ws://127.0.0.1:\(server.httpPort)/ws"
             let note = "note: started \(o.serverExecutable) serve on 127.0.0.1:\(server.httpPort) (pid \(server.pid)) with "
                 + "PARLEY_PASSWORD_ITERATIONS=\(LocalServer.passwordIterations): password hashing work factor lowered so registering many users is fast"
@@ -210,6 +212,11 @@ private final class Runner: @unchecked Sendable {
         while snap.delivered < snap.expected, monotonicNanos() < graceEnd {
             try await Task.sleep(nanoseconds: 20_000_000)
             snap = try await self.snapshot()
+        }
+
+        let targetSends = Int((Double(o.rate) * o.duration).rounded())
+        if snap.sent < targetSends * 95 / 100 {
+            say("warning: sent only \(snap.sent) of \(targetSends) messages: the load generator could not keep up (a release build of parley helps)")
         }
 
         // 7. Close.
@@ -409,6 +416,8 @@ private final class Runner: @unchecked Sendable {
             await server.stop()
             self.server = nil
         }
+        self.interruptCleanup?.restore()
+        self.interruptCleanup = nil
     }
 }
 
