@@ -85,6 +85,7 @@ public struct Backup: Sendable {
             }
             if let existing = try await store.group(named: name) {
                 if try await store.addMember(groupID: existing.id, username: username, at: service.now()) { summary.groups += 1 }
+                service.forgetGroup(id: existing.id)
             } else if case .success = try await service.createGroup(by: caller, name: name) {
                 summary.groups += 1
             }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// The chat domain's rules: who may do what, what gets stored, and who hears
 /// about it. Edges (WebSocket, line protocol, HTTP) parse requests into calls
 /// here and render the results; the store persists; `Delivery` pushes to live
@@ -8,6 +10,12 @@ public final class ChatService: Sendable {
     let hasher: PasswordHasher
     let runner: any BlockingWorkRunner
     let now: @Sendable () -> Millis
+    /// Users known to exist (accounts are never removed), and groups with
+    /// their members, so the message path does not read them per message.
+    /// Every membership change goes through this service, which keeps the
+    /// group cache in step (one server per database; see docs/ARCHITECTURE.md).
+    private let knownUsers = Mutex<Set<String>>([])
+    private let groupCache = Mutex<(groups: [String: GroupRecord], generation: UInt64)>(([:], 0))
 
     public init(store: any ChatStore, delivery: any Delivery, hasher: PasswordHasher = PasswordHasher(),
                 runner: any BlockingWorkRunner = InPlaceRunner(), now: @escaping @Sendable () -> Millis)
@@ -99,7 +107,7 @@ public final class ChatService: Sendable {
                            extras: MessageExtras = MessageExtras()) async throws -> StoredMessage
     {
         try Self.validate(content: content)
-        guard let recipient = Names.normalizedUsername(rawRecipient), try await store.user(named: recipient) != nil else {
+        guard let recipient = Names.normalizedUsername(rawRecipient), try await userExists(recipient) else {
             throw ChatError.notFound("unknown user '\(rawRecipient)'")
         }
         var extras = extras
@@ -252,7 +260,7 @@ public final class ChatService: Sendable {
     public func typing(by caller: Caller, _ ref: ChatRef, started: Bool) async throws {
         switch ref {
         case let .direct(raw):
-            guard let recipient = Names.normalizedUsername(raw), try await store.user(named: recipient) != nil else {
+            guard let recipient = Names.normalizedUsername(raw), try await userExists(recipient) else {
                 throw ChatError.notFound("unknown user '\(raw)'")
             }
             delivery.deliver(.typing(sender: caller.username, target: .direct(recipient: recipient), started: started),
@@ -305,6 +313,7 @@ public final class ChatService: Sendable {
         guard let id = GroupID.parse(groupID), let group = try await store.group(id: id) else {
             return .failure("group not found")
         }
+        defer { forgetGroup(id: id) }
         guard try await store.addMember(groupID: id, username: caller.username, at: now()) else {
             return .failure("already a member")
         }
@@ -315,6 +324,7 @@ public final class ChatService: Sendable {
         guard let id = GroupID.parse(groupID), let group = try await store.group(id: id) else {
             return .failure("group not found")
         }
+        defer { forgetGroup(id: id) }
         guard try await store.removeMember(groupID: id, username: caller.username) else {
             return .failure("not a member")
         }
@@ -326,9 +336,10 @@ public final class ChatService: Sendable {
             throw ChatError.notFound("unknown group '\(groupID)'")
         }
         guard group.members.contains(caller.username) else { throw ChatError.forbidden("only members can invite") }
-        guard let username = Names.normalizedUsername(raw), try await store.user(named: username) != nil else {
+        guard let username = Names.normalizedUsername(raw), try await userExists(username) else {
             throw ChatError.notFound("unknown user '\(raw)'")
         }
+        defer { forgetGroup(id: id) }
         guard try await store.addMember(groupID: id, username: username, at: now()) else {
             throw ChatError.conflict("'\(username)' is already a member")
         }
@@ -403,8 +414,33 @@ public final class ChatService: Sendable {
         }
     }
 
+    func userExists(_ username: String) async throws -> Bool {
+        if knownUsers.withLock({ $0.contains(username) }) { return true }
+        guard try await store.user(named: username) != nil else { return false }
+        knownUsers.withLock { _ = $0.insert(username) }
+        return true
+    }
+
+    func cachedGroup(named name: String) async throws -> GroupRecord? {
+        let (cached, generation) = groupCache.withLock { ($0.groups[name], $0.generation) }
+        if let cached { return cached }
+        guard let group = try await store.group(named: name) else { return nil }
+        // A membership change while this read ran may have made it stale:
+        // cache it only if none happened.
+        groupCache.withLock { if $0.generation == generation { $0.groups[name] = group } }
+        return group
+    }
+
+    /// Drops a group from the cache after its membership changed.
+    public func forgetGroup(id: Int64) {
+        groupCache.withLock { cache in
+            cache.generation &+= 1
+            if let name = cache.groups.first(where: { $0.value.id == id })?.key { cache.groups[name] = nil }
+        }
+    }
+
     func memberGroup(named raw: String, caller: String) async throws -> GroupRecord {
-        guard let name = Names.normalizedGroupName(raw), let group = try await store.group(named: name) else {
+        guard let name = Names.normalizedGroupName(raw), let group = try await cachedGroup(named: name) else {
             throw ChatError.notFound("unknown group '\(raw)'")
         }
         guard group.members.contains(caller) else { throw ChatError.forbidden("not a member of '\(group.name)'") }
@@ -445,7 +481,7 @@ public final class ChatService: Sendable {
     func readableConversation(_ ref: ChatRef, caller: String) async throws -> (Conversation, ChatRef) {
         switch ref {
         case let .direct(raw):
-            guard let other = Names.normalizedUsername(raw), try await store.user(named: other) != nil else {
+            guard let other = Names.normalizedUsername(raw), try await userExists(other) else {
                 throw ChatError.notFound("unknown user '\(raw)'")
             }
             return (.direct(caller, other), .direct(other))

@@ -1,6 +1,7 @@
 import Chat
 import Foundation
 import GRDB
+import Synchronization
 
 /// The embedded default store: one SQLite database in WAL mode, through GRDB.
 /// Writes are serialized by GRDB's writer; reads run concurrently on the
@@ -15,6 +16,7 @@ public final class SQLiteChatStore: ChatStore {
     }
 
     let pool: DatabasePool
+    private let inserts = Mutex<(queue: [InsertRequest], draining: Bool)>(([], false))
 
     /// Opens (creating if needed) the database at `path` and runs every
     /// pending schema migration.
@@ -121,48 +123,98 @@ public final class SQLiteChatStore: ChatStore {
 
     // MARK: Messages
 
-    public func insertMessages(_ drafts: [MessageDraft], pendingFor: [[String]]) async throws
-        -> [(message: StoredMessage, inserted: Bool)]
-    {
-        try await pool.write { db in
-            var results: [(message: StoredMessage, inserted: Bool)] = []
-            results.reserveCapacity(drafts.count)
-            for (index, draft) in drafts.enumerated() {
-                let conversation = draft.conversation.key
-                if let clientID = draft.clientMessageID,
-                   let row = try Row.fetchOne(
-                       db, sql: "SELECT * FROM messages WHERE sender = ? AND conversation = ? AND client_message_id = ?",
-                       arguments: [draft.sender, conversation, clientID])
-                {
-                    results.append((Self.message(from: row), false))
-                    continue
+    public typealias InsertResult = [(message: StoredMessage, inserted: Bool)]
+
+    /// Group commit: concurrent inserts are written in one transaction, so
+    /// message throughput is not bounded by one commit per message. Each
+    /// caller still returns only after its own messages are committed.
+    public func insertMessages(_ drafts: [MessageDraft], pendingFor: [[String]]) async throws -> InsertResult {
+        try await withCheckedThrowingContinuation { continuation in
+            let startDrainer = inserts.withLock { state -> Bool in
+                state.queue.append(InsertRequest(drafts: drafts, pendingFor: pendingFor, continuation: continuation))
+                if state.draining { return false }
+                state.draining = true
+                return true
+            }
+            if startDrainer { Task { await self.drainInserts() } }
+        }
+    }
+
+    struct InsertRequest: Sendable {
+        var drafts: [MessageDraft]
+        var pendingFor: [[String]]
+        var continuation: CheckedContinuation<InsertResult, any Error>
+    }
+
+    /// Writes what is queued, then what queued meanwhile, until nothing is.
+    private func drainInserts() async {
+        while true {
+            let batch = inserts.withLock { state -> [InsertRequest] in
+                let batch = state.queue
+                state.queue.removeAll(keepingCapacity: true)
+                if batch.isEmpty { state.draining = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            do {
+                let results = try await pool.write { db in
+                    try batch.map { try Self.insert(db, $0.drafts, pendingFor: $0.pendingFor) }
                 }
-                var recipient: String?
-                var groupID: Int64?
-                var groupName: String?
-                switch draft.target {
-                case let .direct(r): recipient = r
-                case let .group(id, name): groupID = id; groupName = name
-                }
-                try db.execute(
-                    sql: """
-                        INSERT INTO messages(conversation, sender, recipient, group_id, group_name, content, client_message_id, created_at, extras_json)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """,
-                    arguments: [conversation, draft.sender, recipient, groupID, groupName, draft.content, draft.clientMessageID,
-                                draft.createdAt, draft.extras.storageJSON])
-                let seq = db.lastInsertedRowID
-                if index < pendingFor.count {
-                    for user in pendingFor[index] {
-                        try db.execute(sql: "INSERT OR IGNORE INTO pending(username, seq) VALUES (?, ?)", arguments: [user, seq])
+                for (request, result) in zip(batch, results) { request.continuation.resume(returning: result) }
+            } catch {
+                // One bad request must not fail the others: retry each alone.
+                for request in batch {
+                    do {
+                        let result = try await pool.write { db in
+                            try Self.insert(db, request.drafts, pendingFor: request.pendingFor)
+                        }
+                        request.continuation.resume(returning: result)
+                    } catch {
+                        request.continuation.resume(throwing: error)
                     }
                 }
-                results.append((StoredMessage(seq: seq, sender: draft.sender, target: draft.target, content: draft.content,
-                                              clientMessageID: draft.clientMessageID, createdAt: draft.createdAt,
-                                              extras: draft.extras), true))
             }
-            return results
         }
+    }
+
+    static func insert(_ db: Database, _ drafts: [MessageDraft], pendingFor: [[String]]) throws -> InsertResult {
+        var results: InsertResult = []
+        results.reserveCapacity(drafts.count)
+        for (index, draft) in drafts.enumerated() {
+            let conversation = draft.conversation.key
+            if let clientID = draft.clientMessageID,
+               let row = try Row.fetchOne(
+                   db, sql: "SELECT * FROM messages WHERE sender = ? AND conversation = ? AND client_message_id = ?",
+                   arguments: [draft.sender, conversation, clientID])
+            {
+                results.append((Self.message(from: row), false))
+                continue
+            }
+            var recipient: String?
+            var groupID: Int64?
+            var groupName: String?
+            switch draft.target {
+            case let .direct(r): recipient = r
+            case let .group(id, name): groupID = id; groupName = name
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO messages(conversation, sender, recipient, group_id, group_name, content, client_message_id, created_at, extras_json)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [conversation, draft.sender, recipient, groupID, groupName, draft.content, draft.clientMessageID,
+                            draft.createdAt, draft.extras.storageJSON])
+            let seq = db.lastInsertedRowID
+            if index < pendingFor.count {
+                for user in pendingFor[index] {
+                    try db.execute(sql: "INSERT OR IGNORE INTO pending(username, seq) VALUES (?, ?)", arguments: [user, seq])
+                }
+            }
+            results.append((StoredMessage(seq: seq, sender: draft.sender, target: draft.target, content: draft.content,
+                                          clientMessageID: draft.clientMessageID, createdAt: draft.createdAt,
+                                          extras: draft.extras), true))
+        }
+        return results
     }
 
     public func message(seq: Int64) async throws -> StoredMessage? {

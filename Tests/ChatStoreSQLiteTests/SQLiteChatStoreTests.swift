@@ -174,6 +174,23 @@ func direct(_ from: String, _ to: String, _ text: String, at: Millis, client: St
         #expect(try await store.messages(visibleTo: "cat", afterSeq: 0, limit: 10).isEmpty)
     }
 
+    @Test func concurrentInsertsAreGroupCommittedAndAllDurable() async throws {
+        let temp = try TempStore()
+        defer { withExtendedLifetime(temp) {} }
+        let store = temp.store
+        let seqs = try await withThrowingTaskGroup(of: Int64.self) { group in
+            for i in 0..<300 {
+                group.addTask {
+                    try await store.insertMessages([direct("u\(i % 7)", "bob", "n\(i)", at: Millis(i), client: "c\(i)")],
+                                                   pendingFor: [["bob"]])[0].message.seq
+                }
+            }
+            return try await group.reduce(into: [Int64]()) { $0.append($1) }
+        }
+        #expect(Set(seqs).count == 300)
+        #expect(try await temp.reopen().takePending(username: "bob").count == 300)
+    }
+
     @Test func receiptsAreRecordedOnce() async throws {
         let temp = try TempStore()
         defer { withExtendedLifetime(temp) {} }
