@@ -15,6 +15,8 @@ public struct URLEntity: Sendable, Equatable {
     /// white space; trailing punctuation that usually ends a sentence
     /// (`.,;:!?` and unbalanced closing brackets or quotes) is not part of it.
     public static func extract(from text: String) -> [URLEntity] {
+        // Most messages hold no URL: a byte scan rules that out cheaply.
+        guard mayContainURL(text) else { return [] }
         var result: [URLEntity] = []
         let scalars = Array(text.unicodeScalars)
         var utf16Offsets = [Int](repeating: 0, count: scalars.count + 1)
@@ -45,11 +47,30 @@ public struct URLEntity: Sendable, Equatable {
         return result
     }
 
+    /// Every URL this finds has "://" in it.
+    static func mayContainURL(_ text: String) -> Bool {
+        var run = 0
+        for byte in text.utf8 {
+            switch (run, byte) {
+            case (_, UInt8(ascii: ":")): run = 1
+            case (1, UInt8(ascii: "/")): run = 2
+            case (2, UInt8(ascii: "/")): return true
+            default: run = 0
+            }
+        }
+        return false
+    }
+
     private static func startsURL(_ s: [Unicode.Scalar], at i: Int) -> Bool {
-        func has(_ prefix: String) -> Bool {
-            let p = Array(prefix.unicodeScalars)
-            guard i + p.count <= s.count else { return false }
-            for k in 0..<p.count where s[i + k].properties.lowercaseMapping != String(p[k]) { return false }
+        func has(_ prefix: StaticString) -> Bool {
+            let count = prefix.utf8CodeUnitCount
+            guard i + count <= s.count else { return false }
+            let p = prefix.utf8Start
+            for k in 0..<count {
+                let v = s[i + k].value
+                let lower = (v >= 65 && v <= 90) ? v + 32 : v
+                if lower != UInt32(p[k]) { return false }
+            }
             return true
         }
         return has("http://") || has("https://")
