@@ -139,3 +139,31 @@ async def test_clean_restart_keeps_everything(server_factory):
     finally:
         await h.close_all()
         srv.stop()
+
+
+async def test_sigterm_closes_connections_cleanly_and_exits_zero(server_factory):
+    """SIGTERM: open WebSocket clients get a close frame, the process exits 0, and
+    a line-protocol client sees its connection end."""
+    import signal
+    import socket
+
+    srv = server_factory().start()
+    h = Harness(srv)
+    try:
+        a = await h.user("st")
+        line = socket.create_connection(("127.0.0.1", srv.line_port), timeout=5)
+        srv.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.get_running_loop().run_in_executor(None, lambda: srv.proc.wait(timeout=15))
+        assert code == 0, srv.log_tail()
+        for _ in range(50):
+            if a.ws.is_closed:
+                break
+            await asyncio.sleep(0.1)
+        assert a.ws.is_closed, "connection still open after shutdown"
+        assert a.ws.ws.protocol.close_rcvd is not None, "no close frame from the server"
+        assert a.ws.ws.protocol.close_rcvd.code in (1000, 1001), a.ws.ws.protocol.close_rcvd
+        assert line.recv(100) == b""          # EOF: the server closed it
+        line.close()
+        assert "stopped" in srv.log_text()
+    finally:
+        await h.close_all()
