@@ -81,5 +81,6 @@ let package = Package(
         .testTarget(name: "CLibrariesTests", dependencies: ["COpenSSL", "COpus", "CVPX", "CSRTP"]),
         .testTarget(name: "ChatTests", dependencies: ["Chat", "ChatStoreSQLite"]),
         .testTarget(name: "ChatStoreSQLiteTests", dependencies: ["Chat", "ChatStoreSQLite"]),
+        .testTarget(name: "SignalingTests", dependencies: ["Chat", "Signaling"]),
     ]
 )

@@ -7,40 +7,39 @@ enum LineProtocol {
 
     /// Content on the wire has `\n` for a newline and `\\` for a backslash.
     static func escape(_ text: String) -> String {
-        guard text.contains(where: { $0 == "\\" || $0 == "\n" || $0 == "\r" }) else { return text }
-        var out = ""
-        for c in text {
-            switch c {
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\r\n": out += "\\r\\n"
-            default: out.append(c)
+        guard text.utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == 0x0A || $0 == 0x0D }) else { return text }
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\\": out.append(contentsOf: "\\\\".unicodeScalars)
+            case "\n": out.append(contentsOf: "\\n".unicodeScalars)
+            case "\r": out.append(contentsOf: "\\r".unicodeScalars)
+            default: out.append(scalar)
             }
         }
-        return out
+        return String(out)
     }
 
     static func unescape(_ text: Substring) -> String {
-        guard text.contains("\\") else { return String(text) }
-        var out = ""
+        guard text.utf8.contains(UInt8(ascii: "\\")) else { return String(text) }
+        var out = String.UnicodeScalarView()
         var escaping = false
-        for c in text {
+        for scalar in text.unicodeScalars {
             if escaping {
-                switch c {
-                case "n": out += "\n"
-                case "r": out += "\r"
-                default: out.append(c)
+                switch scalar {
+                case "n": out.append("\n")
+                case "r": out.append("\r")
+                default: out.append(scalar)
                 }
                 escaping = false
-            } else if c == "\\" {
+            } else if scalar == "\\" {
                 escaping = true
             } else {
-                out.append(c)
+                out.append(scalar)
             }
         }
-        if escaping { out += "\\" }
-        return out
+        if escaping { out.append("\\") }
+        return String(out)
     }
 
     /// `<message_id> <sender> <timestamp> <message...>`, as history lists it.
