@@ -28,6 +28,9 @@ let package = Package(
         .systemLibrary(name: "CVPX", pkgConfig: "vpx", providers: [.apt(["libvpx-dev"])]),
         .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
 
+        // Media core, written here from the RFCs, sans-IO.
+        .target(name: "RTCBase", swiftSettings: strict),
+
         // The chat domain: users, messages, groups, contacts; the ChatStore protocol.
         .target(
             name: "Chat",
@@ -82,5 +85,6 @@ let package = Package(
         .testTarget(name: "ChatTests", dependencies: ["Chat", "ChatStoreSQLite"]),
         .testTarget(name: "ChatStoreSQLiteTests", dependencies: ["Chat", "ChatStoreSQLite"]),
         .testTarget(name: "SignalingTests", dependencies: ["Chat", "Signaling"]),
+        .testTarget(name: "RTCBaseTests", dependencies: ["RTCBase"]),
     ]
 )

@@ -74,20 +74,23 @@ public struct LineServer: Service {
                 }
             }
         context.logger.info("line protocol listening", metadata: ["address": "\(server.channel.localAddress.map { "\($0)" } ?? "?")"])
-        do {
-            // On shutdown the listener closes and open connections end.
-            try await cancelWhenGracefulShutdown {
-                try await server.executeThenClose { inbound in
-                    try await withThrowingDiscardingTaskGroup { tasks in
-                        for try await connection in inbound {
-                            tasks.addTask { await Self.serve(connection, context: context) }
-                        }
+        // On shutdown the listener is closed, so the accept loop ends after
+        // taking every connection already accepted (each one must be served
+        // and closed: NIO traps on an async channel dropped unused); then the
+        // open connections are cancelled, which ends them.
+        try await server.executeThenClose { inbound in
+            try await withThrowingDiscardingTaskGroup { tasks in
+                try await withGracefulShutdownHandler {
+                    for try await connection in inbound {
+                        tasks.addTask { await Self.serve(connection, context: context) }
                     }
+                } onGracefulShutdown: {
+                    server.channel.close(promise: nil)
                 }
+                tasks.cancelAll()
             }
-        } catch is CancellationError {
-            context.logger.info("line protocol stopped")
         }
+        context.logger.info("line protocol stopped")
     }
 
     static func serve(_ connection: NIOAsyncChannel<LineDecoder.Line, ByteBuffer>, context: SignalingContext) async {
