@@ -3,8 +3,21 @@ public enum ByteReaderError: Error, Sendable, Equatable {
     case truncated(needed: Int, available: Int)
 }
 
+/// A position in a fixed-size buffer: readers and writers share one bounds
+/// check, and neither ever reads or writes past the end.
+protocol ByteCursor {
+    var remaining: Int { get }
+}
+
+extension ByteCursor {
+    @inline(__always)
+    func need(_ n: Int) throws(ByteReaderError) {
+        guard n <= remaining else { throw .truncated(needed: n, available: remaining) }
+    }
+}
+
 /// Reads big-endian fields from a caller's buffer without copying it.
-public struct ByteReader {
+public struct ByteReader: ByteCursor {
     public let bytes: UnsafeRawBufferPointer
     public private(set) var offset: Int
 
@@ -14,11 +27,6 @@ public struct ByteReader {
     }
 
     public var remaining: Int { bytes.count - offset }
-
-    @inline(__always)
-    private func need(_ n: Int) throws(ByteReaderError) {
-        guard n <= remaining else { throw .truncated(needed: n, available: remaining) }
-    }
 
     public mutating func readUInt8() throws(ByteReaderError) -> UInt8 {
         try need(1)
@@ -66,7 +74,7 @@ public struct ByteReader {
 }
 
 /// Writes big-endian fields into a caller's buffer; never grows it.
-public struct ByteWriter {
+public struct ByteWriter: ByteCursor {
     public let buffer: UnsafeMutableRawBufferPointer
     public private(set) var offset: Int
 
@@ -76,11 +84,6 @@ public struct ByteWriter {
     }
 
     public var remaining: Int { buffer.count - offset }
-
-    @inline(__always)
-    private func need(_ n: Int) throws(ByteReaderError) {
-        guard n <= remaining else { throw .truncated(needed: n, available: remaining) }
-    }
 
     public mutating func write(_ v: UInt8) throws(ByteReaderError) {
         try need(1)
