@@ -101,3 +101,31 @@ import Testing
         #expect(PacketKind.classify([0xFF, 0x00]) == .unknown)
     }
 }
+
+@Suite struct TransportAddressTests {
+    @Test func parsesAndPrintsIPv4AndIPv6() {
+        #expect(IPAddress("192.0.2.1") == .v4(0xC000_0201))
+        #expect(IPAddress("192.0.2.256") == nil)
+        #expect(IPAddress("1.2.3") == nil)
+        #expect(IPAddress("::1")?.isLoopback == true)
+        #expect(IPAddress("2001:db8::1")?.description == "2001:db8::1")
+        #expect(IPAddress("2001:db8:0:0:1:0:0:1")?.description == "2001:db8::1:0:0:1")
+        #expect(IPAddress("::ffff:192.0.2.1") == .v6(high: 0, low: 0x0000_FFFF_C000_0201))
+        #expect(IPAddress("1::2::3") == nil)
+        #expect(IPAddress("fe80::1")?.isLinkLocal == true)
+        #expect(IPAddress("10.1.2.3")?.isPrivate == true)
+        #expect(IPAddress("172.16.0.1")?.isPrivate == true)
+        #expect(IPAddress("172.32.0.1")?.isPrivate == false)
+        #expect(IPAddress(bytes: IPAddress("2001:db8::7")!.bytes) == IPAddress("2001:db8::7"))
+        #expect(TransportAddress("127.0.0.1:3478")?.port == 3478)
+        #expect(TransportAddress("[2001:db8::1]:443")?.description == "[2001:db8::1]:443")
+        #expect(TransportAddress("127.0.0.1") == nil)
+    }
+
+    @Test func instantArithmetic() {
+        let t = Instant.milliseconds(1500)
+        #expect(t + .milliseconds(500) == .seconds(2))
+        #expect(Instant.seconds(3) - t == .milliseconds(1500))
+        #expect(Duration.seconds(2).nanoseconds == 2_000_000_000)
+    }
+}
