@@ -11,7 +11,7 @@ let package = Package(
     products: [
         .executable(name: "parley", targets: ["parley"]),
         // The media core, for the benchmarks package and embedders.
-        .library(name: "ParleyMedia", targets: ["RTCBase"]),
+        .library(name: "ParleyMedia", targets: ["RTCBase", "STUN", "ICE", "DTLS", "SDP", "SRTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -32,6 +32,11 @@ let package = Package(
 
         // Media core, written here from the RFCs, sans-IO.
         .target(name: "RTCBase", swiftSettings: strict),
+        .target(name: "STUN", dependencies: ["RTCBase", "COpenSSL"], swiftSettings: strict),
+        .target(name: "ICE", dependencies: ["STUN", "RTCBase"], swiftSettings: strict),
+        .target(name: "DTLS", dependencies: ["COpenSSL", "RTCBase"], swiftSettings: strict),
+        .target(name: "SDP", dependencies: ["RTCBase"], swiftSettings: strict),
+        .target(name: "SRTP", dependencies: ["COpenSSL", "RTCBase"], swiftSettings: strict),
 
         // The chat domain: users, messages, groups, contacts; the ChatStore protocol.
         .target(
@@ -88,5 +93,10 @@ let package = Package(
         .testTarget(name: "ChatStoreSQLiteTests", dependencies: ["Chat", "ChatStoreSQLite"]),
         .testTarget(name: "SignalingTests", dependencies: ["Chat", "Signaling"]),
         .testTarget(name: "RTCBaseTests", dependencies: ["RTCBase"]),
+        .testTarget(name: "STUNTests", dependencies: ["STUN", "RTCBase"], swiftSettings: strict),
+        .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "RTCBase"], swiftSettings: strict),
+        .testTarget(name: "SDPTests", dependencies: ["SDP", "RTCBase"], exclude: ["Fixtures"], swiftSettings: strict),
+        .testTarget(name: "SRTPTests", dependencies: ["SRTP", "CSRTP", "RTCBase"], swiftSettings: strict),
+        .testTarget(name: "DTLSTests", dependencies: ["DTLS", "COpenSSL", "RTCBase"], swiftSettings: strict),
     ]
 )

@@ -23,4 +23,16 @@ static inline long shim_DTLS_get_timeout_ms(SSL *s) {
 static inline long shim_DTLS_handle_timeout(SSL *s) { return DTLSv1_handle_timeout(s); }
 static const uint64_t shim_SSL_OP_NO_QUERY_MTU = SSL_OP_NO_QUERY_MTU;
 static inline long shim_DTLS_set_link_mtu(SSL *s, long mtu) { return DTLS_set_link_mtu(s, mtu); }
+// STUN MESSAGE-INTEGRITY: the low-level SHA contexts are plain structs, so a
+// precomputed HMAC inner/outer state can be copied per message with no
+// allocation (EVP_MD_CTX_copy_ex allocates under OpenSSL 3 providers).
+#include <openssl/sha.h>
+static inline int shim_SHA1_Init(SHA_CTX *c) { return SHA1_Init(c); }
+static inline int shim_SHA1_Update(SHA_CTX *c, const void *d, size_t n) { return SHA1_Update(c, d, n); }
+static inline int shim_SHA1_Final(unsigned char *md, SHA_CTX *c) { return SHA1_Final(md, c); }
+static inline int shim_SHA256_Init(SHA256_CTX *c) { return SHA256_Init(c); }
+static inline int shim_SHA256_Update(SHA256_CTX *c, const void *d, size_t n) { return SHA256_Update(c, d, n); }
+static inline int shim_SHA256_Final(unsigned char *md, SHA256_CTX *c) { return SHA256_Final(md, c); }
+// DTLS: WebRTC never resumes sessions, so no NewSessionTicket in the final flight.
+static const uint64_t shim_SSL_OP_NO_TICKET = SSL_OP_NO_TICKET;
 #endif

@@ -41,11 +41,13 @@ import Testing
         vpx_codec_destroy(&codec)
     }
 
-    @Test func libsrtpInitializes() {
-        #expect(srtp_init() == srtp_err_status_ok)
+    // libsrtp's global init/shutdown is exercised (under a lock) by
+    // SRTPTests' interop suite; a second, concurrent srtp_init here would race
+    // it, so this only checks that the library links and its policy setters work.
+    @Test func libsrtpPolicySetterLinks() {
         var policy = srtp_crypto_policy_t()
         shim_srtp_policy_aes_cm_128_hmac_sha1_80(&policy)
         #expect(policy.auth_tag_len == 10)
-        #expect(srtp_shutdown() == srtp_err_status_ok)
+        #expect(policy.cipher_key_len == 30)
     }
 }
