@@ -11,7 +11,8 @@ let package = Package(
     products: [
         .executable(name: "parley", targets: ["parley"]),
         // The media core, for the benchmarks package and embedders.
-        .library(name: "ParleyMedia", targets: ["RTCBase", "STUN", "ICE", "DTLS", "SDP", "SRTP"]),
+        .executable(name: "parley-fuzz", targets: ["ParleyFuzz"]),
+        .library(name: "ParleyMedia", targets: ["RTCBase", "STUN", "ICE", "DTLS", "SDP", "SRTP", "RTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -36,6 +37,7 @@ let package = Package(
         .target(name: "ICE", dependencies: ["STUN", "RTCBase"], swiftSettings: strict),
         .target(name: "DTLS", dependencies: ["COpenSSL", "RTCBase"], swiftSettings: strict),
         .target(name: "SDP", dependencies: ["RTCBase"], swiftSettings: strict),
+        .target(name: "RTP", dependencies: ["RTCBase"], swiftSettings: strict),
         .target(name: "SRTP", dependencies: ["COpenSSL", "RTCBase"], swiftSettings: strict),
 
         // The chat domain: users, messages, groups, contacts; the ChatStore protocol.
@@ -88,6 +90,15 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // libFuzzer harnesses for the parsers (Fuzz/run.sh); a normal build
+        // makes a regression runner over saved inputs.
+        .executableTarget(
+            name: "ParleyFuzz",
+            dependencies: ["RTCBase", "STUN", "ICE", "SDP", "RTP"],
+            path: "Fuzz/ParleyFuzz",
+            swiftSettings: strict
+        ),
+
         .testTarget(name: "CLibrariesTests", dependencies: ["COpenSSL", "COpus", "CVPX", "CSRTP"]),
         .testTarget(name: "ChatTests", dependencies: ["Chat", "ChatStoreSQLite"]),
         .testTarget(name: "ChatStoreSQLiteTests", dependencies: ["Chat", "ChatStoreSQLite"]),
@@ -96,6 +107,7 @@ let package = Package(
         .testTarget(name: "STUNTests", dependencies: ["STUN", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "ICETests", dependencies: ["ICE", "STUN", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "SDPTests", dependencies: ["SDP", "RTCBase"], exclude: ["Fixtures"], swiftSettings: strict),
+        .testTarget(name: "RTPTests", dependencies: ["RTP", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "SRTPTests", dependencies: ["SRTP", "CSRTP", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "DTLSTests", dependencies: ["DTLS", "COpenSSL", "RTCBase"], swiftSettings: strict),
     ]

@@ -69,6 +69,9 @@ public enum ICECandidateError: Error, Sendable, Equatable {
     case invalidRelatedAddress
     case invalidTCPType
     case malformedExtension
+    /// A control character (NUL, tab, CR, LF, DEL …) inside the value: the
+    /// grammar's tokens are separated by single spaces and end at CRLF.
+    case invalidCharacter
 }
 
 /// One `candidate:` attribute value (RFC 8839 §5.1).
@@ -126,9 +129,11 @@ public struct ICECandidate: Hashable, Sendable, CustomStringConvertible {
     /// `candidate:`.
     public init(parsing text: some StringProtocol) throws(ICECandidateError) {
         var s = Substring(text)
-        while let last = s.last, last == "\r" || last == "\n" { s = s.dropLast() }
+        // "\r\n" is one Character in Swift: test for any newline.
+        while let last = s.last, last.isNewline { s = s.dropLast() }
         if s.hasPrefix("a=") { s = s.dropFirst(2) }
         if s.hasPrefix("candidate:") { s = s.dropFirst("candidate:".count) }
+        guard s.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F }) else { throw .invalidCharacter }
         let f = s.split(separator: " ", omittingEmptySubsequences: true)
         guard f.count >= 8 else { throw .missingField }
 

@@ -81,6 +81,10 @@ struct CandidateTests {
             ("candidate:1 1 tcp 5 1.2.3.4 9 typ host tcptype sideways", .invalidTCPType),
             ("candidate:f_o 1 udp 5 1.2.3.4 9 typ host", .invalidFoundation),
             ("candidate:1 1 udp 5 bad_host! 9 typ host", .invalidAddress),
+            // Found by Fuzz/run.sh: a LF inside the extensions serialized to a
+            // line that no longer parsed.
+            ("candidate:1 1 udp 5 1.2.3.4 9 typ host a 01 \n ", .invalidCharacter),
+            ("candidate:1 1 udp 5 1.2.3.4 9 typ host a\u{0}b 1", .invalidCharacter),
         ]
         for (line, error) in bad {
             #expect(throws: error) { try ICECandidate(parsing: line) }
