@@ -6,15 +6,16 @@ SWIFT      ?= swift
 PYTHON     ?= python3
 VENV       := .venv
 SUDO       := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
-APT_PACKAGES := pkg-config libssl-dev libopus-dev libvpx-dev libsrtp2-dev libsqlite3-dev python3-venv
+APT_PACKAGES := pkg-config libssl-dev libopus-dev libvpx-dev libsrtp2-dev libsqlite3-dev python3-venv \
+                vpx-tools opus-tools ffmpeg
 ARGS       ?=
 
-.PHONY: run test deps venv build build-debug unit e2e bench-signaling clean
+.PHONY: run test deps venv build build-debug unit e2e fuzz-smoke fuzz bench-signaling bench-primitives clean
 
 run: deps build
 	.build/release/parley serve $(ARGS)
 
-test: deps venv build-debug unit e2e
+test: deps venv build-debug unit e2e fuzz-smoke
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -45,8 +46,21 @@ unit:
 e2e:
 	PARLEY_BIN=$(CURDIR)/.build/debug/parley $(VENV)/bin/pytest Tests/e2e -q
 
+# libFuzzer over every parser: a short pass in `make test`, longer by hand
+# (`make fuzz FUZZ_SECONDS=600`).
+FUZZ_SECONDS ?= 10
+fuzz-smoke:
+	Fuzz/run.sh 8
+
+fuzz:
+	Fuzz/run.sh $(FUZZ_SECONDS)
+
+# package-benchmark suite of the media primitives (a package of its own).
+bench-primitives: deps
+	cd Benchmarks && $(SWIFT) package benchmark $(ARGS)
+
 bench-signaling: deps build
 	.build/release/parley bench signaling $(ARGS)
 
 clean:
-	rm -rf .build $(VENV)
+	rm -rf .build .build-fuzz Benchmarks/.build $(VENV)
