@@ -12,7 +12,8 @@ let package = Package(
         .executable(name: "parley", targets: ["parley"]),
         // The media core, for the benchmarks package and embedders.
         .executable(name: "parley-fuzz", targets: ["ParleyFuzz"]),
-        .library(name: "ParleyMedia", targets: ["RTCBase", "STUN", "ICE", "DTLS", "SDP", "SRTP", "RTP"]),
+        .executable(name: "parley-echo-peer", targets: ["EchoPeer"]),
+        .library(name: "ParleyMedia", targets: ["RTCBase", "STUN", "ICE", "DTLS", "SDP", "SRTP", "RTP", "PeerSession"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -38,6 +39,8 @@ let package = Package(
         .target(name: "DTLS", dependencies: ["COpenSSL", "RTCBase"], swiftSettings: strict),
         .target(name: "SDP", dependencies: ["RTCBase"], swiftSettings: strict),
         .target(name: "RTP", dependencies: ["RTCBase"], swiftSettings: strict),
+        // One WebRTC transport: ICE + DTLS + SRTP, sans-IO.
+        .target(name: "PeerSession", dependencies: ["ICE", "DTLS", "SRTP", "RTCBase"], swiftSettings: strict),
         .target(name: "SRTP", dependencies: ["COpenSSL", "RTCBase"], swiftSettings: strict),
 
         // The chat domain: users, messages, groups, contacts; the ChatStore protocol.
@@ -90,6 +93,17 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // A headless peer that answers an offer and echoes RTP (the aiortc check).
+        .executableTarget(
+            name: "EchoPeer",
+            dependencies: [
+                "PeerSession", "SDP", "DTLS", "ICE", "RTCBase",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Samples/EchoPeer",
+            swiftSettings: strict
+        ),
         // libFuzzer harnesses for the parsers (Fuzz/run.sh); a normal build
         // makes a regression runner over saved inputs.
         .executableTarget(
@@ -109,6 +123,7 @@ let package = Package(
         .testTarget(name: "SDPTests", dependencies: ["SDP", "RTCBase"], exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "RTPTests", dependencies: ["RTP", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "SRTPTests", dependencies: ["SRTP", "CSRTP", "RTCBase"], swiftSettings: strict),
+        .testTarget(name: "PeerSessionTests", dependencies: ["PeerSession", "ICE", "DTLS", "SRTP", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "DTLSTests", dependencies: ["DTLS", "COpenSSL", "RTCBase"], swiftSettings: strict),
     ]
 )
