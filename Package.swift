@@ -13,7 +13,7 @@ let package = Package(
         // The media core, for the benchmarks package and embedders.
         .executable(name: "parley-fuzz", targets: ["ParleyFuzz"]),
         .executable(name: "parley-echo-peer", targets: ["EchoPeer"]),
-        .library(name: "ParleyMedia", targets: ["RTCBase", "STUN", "ICE", "DTLS", "SDP", "SRTP", "RTP", "PeerSession"]),
+        .library(name: "ParleyMedia", targets: ["RTCBase", "STUN", "ICE", "DTLS", "SDP", "SRTP", "RTP", "PeerSession", "TURN"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -39,6 +39,7 @@ let package = Package(
         .target(name: "DTLS", dependencies: ["COpenSSL", "RTCBase"], swiftSettings: strict),
         .target(name: "SDP", dependencies: ["RTCBase"], swiftSettings: strict),
         .target(name: "RTP", dependencies: ["RTCBase"], swiftSettings: strict),
+        .target(name: "TURN", dependencies: ["STUN", "RTCBase"], swiftSettings: strict),
         // One WebRTC transport: ICE + DTLS + SRTP, sans-IO.
         .target(name: "PeerSession", dependencies: ["ICE", "DTLS", "SRTP", "RTCBase"], swiftSettings: strict),
         .target(name: "SRTP", dependencies: ["COpenSSL", "RTCBase"], swiftSettings: strict),
@@ -124,6 +125,7 @@ let package = Package(
         .testTarget(name: "RTPTests", dependencies: ["RTP", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "SRTPTests", dependencies: ["SRTP", "CSRTP", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "PeerSessionTests", dependencies: ["PeerSession", "ICE", "DTLS", "SRTP", "RTCBase"], swiftSettings: strict),
+        .testTarget(name: "TURNTests", dependencies: ["TURN", "STUN", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "DTLSTests", dependencies: ["DTLS", "COpenSSL", "RTCBase"], swiftSettings: strict),
     ]
 )
