@@ -40,6 +40,8 @@ let package = Package(
         .target(name: "SDP", dependencies: ["RTCBase"], swiftSettings: strict),
         .target(name: "RTP", dependencies: ["RTCBase"], swiftSettings: strict),
         .target(name: "TURN", dependencies: ["STUN", "RTCBase"], swiftSettings: strict),
+        // VP8 (libvpx) and Opus (libopus) wrappers, synthetic sources, media files.
+        .target(name: "Codecs", dependencies: ["CVPX", "COpus"], swiftSettings: strict),
         // One WebRTC transport: ICE + DTLS + SRTP, sans-IO.
         .target(name: "PeerSession", dependencies: ["ICE", "DTLS", "SRTP", "RTCBase"], swiftSettings: strict),
         .target(name: "SRTP", dependencies: ["COpenSSL", "RTCBase"], swiftSettings: strict),
@@ -126,6 +128,7 @@ let package = Package(
         .testTarget(name: "SRTPTests", dependencies: ["SRTP", "CSRTP", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "PeerSessionTests", dependencies: ["PeerSession", "ICE", "DTLS", "SRTP", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "TURNTests", dependencies: ["TURN", "STUN", "RTCBase"], swiftSettings: strict),
+        .testTarget(name: "CodecsTests", dependencies: ["Codecs"], swiftSettings: strict),
         .testTarget(name: "DTLSTests", dependencies: ["DTLS", "COpenSSL", "RTCBase"], swiftSettings: strict),
     ]
 )
