@@ -929,19 +929,6 @@ public struct TURNServer: Sendable {
     }
 }
 
-/// Small, fast, seedable generator (Steele et al., SplitMix64) for relay
-/// ports and indication ids; the seed comes from the edge.
-struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 @inline(__always)
 func hex16(_ v: UInt64) -> String {

@@ -13,7 +13,7 @@ struct DTLSRobustnessTests {
 
     @Test("random datagrams never crash any phase and are counted")
     func randomBytes() throws {
-        var rng = SplitMix64(state: 0xD715)
+        var rng = SplitMix64(seed: 0xD715)
         let link = try DTLSLink()
         func garbage() -> [UInt8] {
             let length = Int.random(in: 0...1500, using: &rng)
@@ -70,7 +70,7 @@ struct DTLSRobustnessTests {
 
     @Test("well-framed records with random content are dropped or fail cleanly")
     func framedGarbage() throws {
-        var rng = SplitMix64(state: 42)
+        var rng = SplitMix64(seed: 42)
         for contentType: UInt8 in [20, 21, 22, 23] {
             for _ in 0..<20 {
                 let server = try DTLSConnection(role: .server, certificate: TestCertificates.server)

@@ -1,3 +1,4 @@
+import RTCBase
 import CSRTP
 import Synchronization
 @testable import SRTP
@@ -9,18 +10,8 @@ func hex(_ text: String) -> [UInt8] {
     return stride(from: 0, to: digits.count, by: 2).map { UInt8(digits[$0] << 4 | digits[$0 + 1]) }
 }
 
-/// A deterministic generator (SplitMix64) so packet contents repeat run to run.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+/// Packet contents repeat run to run (RTCBase's SplitMix64).
+typealias SeededGenerator = SplitMix64
 
 extension SeededGenerator {
     mutating func bytes(_ count: Int) -> [UInt8] {

@@ -1,0 +1,19 @@
+/// A small, fast, deterministic random number generator (SplitMix64).
+///
+/// Engines take their randomness (transaction ids, tie-breakers, jitter) from
+/// an injected generator; tests, simulated links and benchmarks pass this one
+/// with a fixed seed so every run repeats exactly. Not for secrets: keys,
+/// passwords and nonces come from the system generator or OpenSSL.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
