@@ -22,7 +22,7 @@ import time
 import pytest
 
 import turn_client as tc
-from conftest import Harness, ParleyServer, metric_value
+from conftest import Harness, ParleyServer, _free_turn_port, metric_value
 
 SECRET = "e2e-shared-secret"
 REALM = "parley.test"
@@ -423,3 +423,48 @@ async def test_two_aiortc_peers_connect_only_through_parley_turn(turn_server, mo
             c.cancel()
     relayed = metric_value(metrics(turn_server), "parley_turn_relayed_packets_total", 'direction="to_peer"') or 0
     assert relayed - relayed_before >= 60
+
+
+# --------------------------------------------------------------------------
+# TURN over TLS
+# --------------------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl command not installed")
+async def test_turn_over_tls(server_factory, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=30)
+    tls_port = _free_turn_port()
+    srv = server_factory(extra_args=_turn_args() + ["--turn-tls-port", str(tls_port), "--turn-tls-cert", str(cert),
+                                                    "--turn-tls-key", str(key)]).start()
+    assert wait_for(lambda: "TURN over TLS listening" in srv.log_text())
+    h = Harness(srv)
+    try:
+        u = await h.user("tls")
+        urls = u.last_login["ice_servers"][0]["urls"]
+        assert urls[-1] == f"turns:127.0.0.1:{tls_port}?transport=tcp", urls
+    finally:
+        await h.close_all()
+
+    c = tc.TURNClient(tls_port, STATIC_USER, STATIC_PASSWORD, tls=True)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2)
+    try:
+        _, relay_port = c.allocate()
+        assert c.channel_bind(0x4001, *peer.getsockname()).success
+        c.send_raw(tc.channel_data(0x4001, b"over tls", padded=True))
+        data, src = peer.recvfrom(100)
+        assert data == b"over tls" and src == ("127.0.0.1", relay_port)
+        peer.sendto(b"back", ("127.0.0.1", relay_port))
+        assert c.recv_raw() == b"\x40\x01\x00\x04back"
+        peer.sendto(b"odd", ("127.0.0.1", relay_port))
+        assert c.recv_raw() == b"\x40\x01\x00\x03odd\x00"  # padded to 4 on streams
+    finally:
+        c.close()
+        peer.close()
+
+
+def test_no_tls_listener_without_certificate(turn_server):
+    assert "TURN over TLS listening" not in turn_server.log_text()

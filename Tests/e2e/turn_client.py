@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import socket
+import ssl
 import struct
 import zlib
 
@@ -117,10 +118,18 @@ def channel_data(channel: int, payload: bytes, padded: bool) -> bytes:
 class TURNClient:
     """Long-term-credential TURN client over UDP or TCP to 127.0.0.1:port."""
 
-    def __init__(self, port: int, user: str = "", password: str = "", tcp: bool = False, timeout: float = 2.0):
-        self.port, self.user, self.password, self.tcp = port, user, password, tcp
+    def __init__(self, port: int, user: str = "", password: str = "", tcp: bool = False, timeout: float = 2.0,
+                 tls: bool = False):
+        self.port, self.user, self.password, self.tcp = port, user, password, tcp or tls
         self.realm = self.nonce = ""
-        if tcp:
+        if tls:
+            # Test certificates are self-signed: no verification.
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+            self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+        elif tcp:
             self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         else:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
