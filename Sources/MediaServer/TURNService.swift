@@ -20,9 +20,11 @@ public struct TURNServiceConfiguration: Sendable {
     /// The engine's settings (realm, relay ports, credentials, quotas...).
     public var engine: TURNServerConfiguration
     /// Address relay sockets are bound on. The engine advertises
-    /// `engine.publicIP`; behind a 1:1 NAT bind the private (or wildcard)
-    /// address here. Default: `host`.
-    public var relayBindHost: String
+    /// `engine.publicIP`. Nil (the default): the public IP itself when this
+    /// machine has it (a probe bind succeeds), else `host` — behind a 1:1 NAT
+    /// the public address is not local, so relays bind the listening
+    /// (private or wildcard) address.
+    public var relayBindHost: String?
     /// Datagrams read per system call (recvmmsg) on the UDP listener.
     public var vectorReadCount = 64
     /// The same for each relay socket: fewer, since NIO keeps a receive
@@ -49,7 +51,7 @@ public struct TURNServiceConfiguration: Sendable {
         self.port = port
         self.tls = tls
         self.engine = engine
-        self.relayBindHost = relayBindHost ?? host
+        self.relayBindHost = relayBindHost
     }
 }
 
@@ -85,13 +87,14 @@ public final class TURNListeners: Sendable {
             return try NIOSSLContext(configuration: config)
         }
         let loop = group.next()
+        let relayHost = await relayBindAddress(configuration, loop: loop)
         // Random relay ports and indication ids (RFC 8656 §7.2).
         let engine = TURNServer(configuration: configuration.engine, seed: UInt64.random(in: .min ... .max))
         let metrics = registry.map { TURNMetrics(registry: $0) }
         let metricsBox = UncheckedBox(metrics)
         let edge = try await loop.submit {
             NIOLoopBound(TURNEdge(loop: loop, engine: engine, logger: logger, metrics: metricsBox.value,
-                                  relayBindHost: configuration.relayBindHost,
+                                  relayBindHost: relayHost,
                                   vectorReadCount: configuration.relayVectorReadCount,
                                   maxDatagramSize: configuration.maxDatagramSize), eventLoop: loop)
         }.get()
@@ -135,6 +138,7 @@ public final class TURNListeners: Sendable {
             logger.info("TURN listening", metadata: ["udp": "\(configuration.host):\(port)",
                                                      "tcp": "\(configuration.host):\(port)",
                                                      "realm": "\(configuration.engine.realm)",
+                                                     "relay-bind": "\(relayHost)",
                                                      "relay-ports": "\(configuration.engine.relayPorts)"])
             var tlsAddress: SocketAddress?
             if let tls = configuration.tls {
@@ -148,6 +152,17 @@ public final class TURNListeners: Sendable {
             try? await loop.flatSubmit { edge.value.close() }.get()
             throw error
         }
+    }
+
+    private static func relayBindAddress(_ configuration: TURNServiceConfiguration, loop: any EventLoop) async -> String {
+        if let host = configuration.relayBindHost { return host }
+        let publicText = "\(configuration.engine.publicIP)"
+        if publicText == configuration.host { return publicText }
+        guard let probe = try? await DatagramBootstrap(group: loop).bind(host: publicText, port: 0).get() else {
+            return configuration.host
+        }
+        try? await probe.close()
+        return publicText
     }
 
     /// Closes every listener, connection and relay socket.

@@ -206,6 +206,9 @@ extension Serve {
         engine.allowLoopbackPeers = loopback
         if loopback { logger.warning("TURN relays to loopback peers are allowed (--allow-loopback-peers): tests only") }
 
+        if advertised == .v4(0) || advertised == .v6(high: 0, low: 0) {
+            logger.warning("TURN advertises the wildcard address; set --public-ip to an address clients can reach")
+        }
         let urlHost = advertised.isIPv4 ? publicIP : "[\(publicIP)]"
         var urls = ["stun:\(urlHost):\(port)", "turn:\(urlHost):\(port)?transport=udp",
                     "turn:\(urlHost):\(port)?transport=tcp"]
