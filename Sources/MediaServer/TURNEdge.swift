@@ -282,12 +282,9 @@ final class TURNEdge {
 
     /// Copies the engine's counters to Prometheus every 250 ms.
     func startMetrics() {
-        guard let metrics, !isClosed else { return }
+        guard metrics != nil, !isClosed else { return }
         syncMetrics()
-        metricsTask = loop.assumeIsolated().scheduleTask(in: .milliseconds(250)) { [self] in
-            _ = metrics
-            startMetrics()
-        }
+        metricsTask = loop.assumeIsolated().scheduleTask(in: .milliseconds(250)) { [self] in startMetrics() }
     }
 
     func syncMetrics() {

@@ -103,6 +103,11 @@ public final class TURNListeners: Sendable {
             // No SO_REUSEADDR on UDP: on Linux it would let a second process
             // share the port.
             let udp = try await DatagramBootstrap(group: loop)
+                // Every client shares this one socket: ask for deep kernel
+                // buffers so a busy loop iteration does not drop bursts (the
+                // kernel caps this at net.core.rmem_max / wmem_max).
+                .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+                .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
                 .channelOption(.datagramVectorReadMessageCount, value: configuration.vectorReadCount)
                 // NIO splits one receive buffer evenly among the vector slots.
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(
