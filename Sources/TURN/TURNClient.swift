@@ -639,8 +639,17 @@ public struct TURNClientAllocation: Sendable {
             }
         case .channelBind(let number, let peer):
             if channels[peer]?.number == number {
-                channels[peer] = nil
-                peerByChannel[number] = nil
+                if case .rejected = error {
+                    // Refused (e.g. 403 for this peer): keep the entry so
+                    // later sends use Send indications instead of asking
+                    // again for every datagram.
+                    channels[peer]?.inFlight = false
+                    channels[peer]?.bound = false
+                    channels[peer]?.refreshAt = nil
+                } else {
+                    channels[peer] = nil
+                    peerByChannel[number] = nil
+                }
             }
             if let permission = permissions[peer.ip], !permission.installed, !permission.inFlight {
                 permissions[peer.ip] = nil
