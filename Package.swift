@@ -44,7 +44,7 @@ let package = Package(
         // VP8 (libvpx) and Opus (libopus) wrappers, synthetic sources, media files.
         .target(name: "Codecs", dependencies: ["CVPX", "COpus"], swiftSettings: strict),
         // One WebRTC transport: ICE + DTLS + SRTP, sans-IO.
-        .target(name: "PeerSession", dependencies: ["ICE", "DTLS", "SRTP", "RTCBase"], swiftSettings: strict),
+        .target(name: "PeerSession", dependencies: ["ICE", "DTLS", "SRTP", "TURN", "RTCBase"], swiftSettings: strict),
         .target(name: "SRTP", dependencies: ["COpenSSL", "RTCBase"], swiftSettings: strict),
 
         // The chat domain: users, messages, groups, contacts; the ChatStore protocol.
@@ -142,7 +142,7 @@ let package = Package(
         .testTarget(name: "SDPTests", dependencies: ["SDP", "RTCBase"], exclude: ["Fixtures"], swiftSettings: strict),
         .testTarget(name: "RTPTests", dependencies: ["RTP", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "SRTPTests", dependencies: ["SRTP", "CSRTP", "RTCBase"], swiftSettings: strict),
-        .testTarget(name: "PeerSessionTests", dependencies: ["PeerSession", "ICE", "DTLS", "SRTP", "RTCBase"], swiftSettings: strict),
+        .testTarget(name: "PeerSessionTests", dependencies: ["PeerSession", "ICE", "DTLS", "SRTP", "TURN", "STUN", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "TURNTests", dependencies: ["TURN", "STUN", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs"], swiftSettings: strict),
         .testTarget(

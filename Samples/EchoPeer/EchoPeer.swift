@@ -261,7 +261,7 @@ final class EchoPeer: @unchecked Sendable {
             case .rtp(let packet):
                 // Not reached with the in-place path; kept for completeness.
                 try? transport.sendRTP(packet)
-            case .rtcp:
+            case .rtcp, .localCandidate:
                 break
             case .disconnected(let reason):
                 logError("disconnected: \(reason)")

@@ -9,9 +9,16 @@ import STUN
 /// fresh once connected (RFC 7675).
 ///
 /// Simplifications, all within what the RFC allows for one data stream with
-/// one component: every pair starts Waiting (no frozen foundations), only
-/// host candidates are gathered (server-reflexive/relayed gathering lives
-/// elsewhere), and the first pair that succeeds is the one nominated.
+/// one component: every pair starts Waiting (no frozen foundations), the
+/// agent gathers nothing itself (its owner passes host addresses at init and
+/// relayed addresses from a TURN allocation with `addLocalCandidate`), and
+/// the first pair that succeeds is the one nominated.
+///
+/// Checks of a pair whose local candidate is relayed come out as transmits
+/// whose `source` is the relayed address: the owner sends them through its
+/// TURN allocation, and feeds what the allocation unwraps back into
+/// `handleReceive` with `to:` set to the relayed address (RFC 8445 §5.1.1.2:
+/// the base of a relayed candidate is the candidate itself).
 public struct ICEAgent: Sendable {
     public struct Configuration: Sendable {
         /// Ta: one new check per interval (RFC 8445 §14.2 default 50 ms).
@@ -66,7 +73,12 @@ public struct ICEAgent: Sendable {
     public let tieBreaker: UInt64
     public private(set) var isControlling = true
     public private(set) var state: State = .checking
-    public let localCandidates: [TransportAddress]
+    /// Local candidates, most preferred first within each type.
+    public private(set) var localCandidates: [TransportAddress]
+    /// Parallel to `localCandidates`.
+    private var localTypes: [ICECandidateType]
+    /// The related address (raddr/rport) of each local candidate, if any.
+    private var localRelated: [TransportAddress?]
     private var remoteCandidates: [TransportAddress: UInt32] = [:]
     private var pairs: [Pair] = []
     private var triggered: [Int] = []
@@ -93,6 +105,8 @@ public struct ICEAgent: Sendable {
         self.rng = rng
         tieBreaker = self.rng.next()
         self.localCandidates = localCandidates
+        localTypes = Array(repeating: .host, count: localCandidates.count)
+        localRelated = Array(repeating: nil, count: localCandidates.count)
     }
 
     public var localCredentials: ICECredentials { auth.local }
@@ -101,11 +115,39 @@ public struct ICEAgent: Sendable {
         auth.setRemote(remote)
     }
 
-    /// The local host candidates as SDP candidate lines (RFC 8839 §5.1).
+    /// The local candidates as SDP candidate lines (RFC 8839 §5.1).
     public var localCandidateDescriptions: [ICECandidate] {
-        localCandidates.enumerated().map { i, address in
-            ICECandidate(foundation: String(i + 1), priority: localPriority(i, type: .host), address: address, type: .host)
+        localCandidates.indices.map { localCandidateDescription($0) }
+    }
+
+    private func localCandidateDescription(_ i: Int) -> ICECandidate {
+        // One candidate per base and type here, so the index is a valid
+        // foundation (RFC 8445 §5.1.1.3: same type, base and server share one).
+        ICECandidate(foundation: String(i + 1), priority: localPriority(i), address: localCandidates[i],
+                     type: localTypes[i], related: localRelated[i])
+    }
+
+    /// The type of a local candidate (nil if `address` is not one).
+    public func localCandidateType(_ address: TransportAddress) -> ICECandidateType? {
+        localCandidates.firstIndex(of: address).map { localTypes[$0] }
+    }
+
+    /// Adds a local candidate after creation, typically the relayed address
+    /// of a TURN allocation (`type: .relay`, `related`: the mapped address),
+    /// and pairs it with every remote candidate known so far. Returns its
+    /// SDP description for trickling (RFC 8838), or nil if already present.
+    @discardableResult
+    public mutating func addLocalCandidate(_ address: TransportAddress, type: ICECandidateType,
+                                           related: TransportAddress? = nil) -> ICECandidate? {
+        guard !localCandidates.contains(address) else { return nil }
+        localCandidates.append(address)
+        localTypes.append(type)
+        localRelated.append(related)
+        let i = localCandidates.count - 1
+        for (remote, priority) in remoteCandidates where remote.ip.isIPv4 == address.ip.isIPv4 {
+            addPair(local: address, localPriority: localPriority(i), remote: remote, remotePriority: priority)
         }
+        return localCandidateDescription(i)
     }
 
     /// The nominated pair, once connected.
@@ -118,8 +160,10 @@ public struct ICEAgent: Sendable {
         state != .consentExpired && pairs.contains { $0.remote == address && $0.state == .succeeded }
     }
 
-    private func localPriority(_ index: Int, type: ICECandidateType) -> UInt32 {
-        ICECandidate.priority(type: type, localPreference: UInt16(clamping: 65535 - index), component: 1)
+    /// RFC 8445 §5.1.2: the type preference (host 126 … relay 0) dominates,
+    /// then earlier candidates of a type are preferred.
+    private func localPriority(_ index: Int, type: ICECandidateType? = nil) -> UInt32 {
+        ICECandidate.priority(type: type ?? localTypes[index], localPreference: UInt16(clamping: 65535 - index), component: 1)
     }
 
     // MARK: Candidates
@@ -135,7 +179,7 @@ public struct ICEAgent: Sendable {
         if remoteCandidates[address] != nil { return }
         remoteCandidates[address] = priority
         for (i, local) in localCandidates.enumerated() where local.ip.isIPv4 == address.ip.isIPv4 {
-            addPair(local: local, localPriority: localPriority(i, type: .host), remote: address, remotePriority: priority)
+            addPair(local: local, localPriority: localPriority(i), remote: address, remotePriority: priority)
         }
     }
 
@@ -211,7 +255,7 @@ public struct ICEAgent: Sendable {
         guard let localIndex = localCandidates.firstIndex(of: local) else { return }
         let remotePriority = remoteCandidates[source] ?? view.priority ?? 0
         if remoteCandidates[source] == nil { remoteCandidates[source] = remotePriority }
-        let index = addPair(local: local, localPriority: localPriority(localIndex, type: .host),
+        let index = addPair(local: local, localPriority: localPriority(localIndex),
                             remote: source, remotePriority: remotePriority)
 
         // Triggered check (§7.3.1.4).

@@ -2,6 +2,17 @@ import DTLS
 import ICE
 import RTCBase
 import SRTP
+import TURN
+
+/// Which local candidates ICE may use (the `iceTransportPolicy` of
+/// W3C WebRTC §4.2.1).
+public enum PeerICETransportPolicy: Sendable, Hashable {
+    /// Host candidates and relayed candidates alike.
+    case all
+    /// Only relayed candidates: every packet goes through a TURN server, so
+    /// the peer never learns a host address.
+    case relay
+}
 
 /// Which ICE role a transport plays (RFC 8445 §2.5, §6.1.1).
 public enum PeerICERole: Sendable, Hashable {
@@ -41,6 +52,13 @@ public struct PeerSessionConfiguration: Sendable {
     public var mtu: Int
     /// SRTP replay window, in packets (RFC 3711 §3.3.2).
     public var replayWindowSize: Int
+    /// TURN servers to allocate a relayed candidate on (client role). The
+    /// transport reaches them from the first of `localCandidates` unless a
+    /// server's `localAddress` says otherwise.
+    public var turnServers: [TURNClientConfiguration]
+    /// `.relay` keeps the host candidates out of ICE (they still carry the
+    /// traffic to the TURN servers).
+    public var iceTransportPolicy: PeerICETransportPolicy
 
     public init(
         iceRole: PeerICERole, dtlsRole: DTLSRole, localCredentials: ICECredentials,
@@ -49,7 +67,8 @@ public struct PeerSessionConfiguration: Sendable {
         remoteCandidates: [ICECandidate] = [], dtls: DTLSConfiguration = DTLSConfiguration(),
         ice: ICEAgent.Configuration = ICEAgent.Configuration(),
         iceLite: ICELiteAgent.Configuration = ICELiteAgent.Configuration(),
-        mtu: Int = 1200, replayWindowSize: Int = 1024
+        mtu: Int = 1200, replayWindowSize: Int = 1024,
+        turnServers: [TURNClientConfiguration] = [], iceTransportPolicy: PeerICETransportPolicy = .all
     ) {
         self.iceRole = iceRole
         self.dtlsRole = dtlsRole
@@ -64,6 +83,8 @@ public struct PeerSessionConfiguration: Sendable {
         self.iceLite = iceLite
         self.mtu = mtu
         self.replayWindowSize = replayWindowSize
+        self.turnServers = turnServers
+        self.iceTransportPolicy = iceTransportPolicy
     }
 
     /// SRTP profile preference, most preferred first (what DTLS offers or
@@ -112,6 +133,8 @@ public enum PeerSessionError: Error, Sendable, Equatable {
     case notConnected
     /// Protecting a packet failed (malformed RTP/RTCP, buffer too small).
     case srtp(SRTPError)
+    /// With the relay policy: every TURN allocation failed (the last error).
+    case relayFailed(TURNClientError)
 }
 
 /// What a transport reports, drained with `pollEvent()`.
@@ -120,6 +143,9 @@ public enum PeerSessionEvent: Sendable, Equatable {
     case iceConnected(remote: TransportAddress)
     /// DTLS finished and the fingerprint matched: SRTP is keyed.
     case connected(profile: SRTPProfile)
+    /// A new local candidate (a relayed one, once its TURN allocation is
+    /// granted): signal it to the peer (trickle ICE, RFC 8838).
+    case localCandidate(ICECandidate)
     /// A decrypted RTP packet.
     case rtp([UInt8])
     /// A decrypted RTCP compound packet.

@@ -2,6 +2,7 @@ import DTLS
 import ICE
 import RTCBase
 import SRTP
+import TURN
 
 /// One WebRTC transport: ICE, then DTLS-SRTP keying, then SRTP/SRTCP over
 /// the selected pair, all on one UDP 5-tuple (RFC 8834 §4.4, RFC 8843
@@ -14,6 +15,14 @@ import SRTP
 /// Security gates (RFC 8826 §4.2, RFC 7675 §4): DTLS and SRTP are accepted
 /// only from addresses that passed an authenticated ICE check and still have
 /// consent; nothing is sent to an address ICE has not selected.
+///
+/// Relayed candidates (client role, `turnServers`): the transport runs one
+/// `TURNClientAllocation` per server, offers each relayed address to ICE as
+/// a relay candidate (and as a `.localCandidate` event), sends whatever ICE,
+/// DTLS or SRTP addresses from a relayed address through that allocation,
+/// and unwraps what the server relays back before the usual demultiplexing.
+/// The in-place `protectRTP(in:length:)` path leaves sending to the caller,
+/// so it is for host pairs only: check `isRelayed` and use `sendRTP` otherwise.
 public final class PeerTransport {
     public let configuration: PeerSessionConfiguration
     public private(set) var state: PeerSessionState = .checking
@@ -37,6 +46,18 @@ public final class PeerTransport {
 
     private var outbound: SRTPContext?
     private var inbound: SRTPContext?
+
+    /// The local address the last DTLS datagram arrived on (client role),
+    /// so replies before selection leave the same way (maybe a relay).
+    private var lastDTLSLocal: TransportAddress?
+
+    /// One allocation per configured TURN server (client role).
+    private var relays: [TURNClientAllocation] = []
+    private var relaysStarted = false
+    /// Relayed address → index in `relays`, once allocated.
+    private var relayIndex: [TransportAddress: Int] = [:]
+    /// The latest `now` seen, for sends that come without one (`sendRTP`).
+    private var lastNow = Instant.zero
 
     private var transmits: [Transmit] = []
     private var transmitHead = 0
@@ -63,10 +84,37 @@ public final class PeerTransport {
             lite = ICELiteAgent(local: configuration.localCredentials, remote: configuration.remoteCredentials,
                                 configuration: configuration.iceLite)
         case .client:
+            let hostCandidates = configuration.iceTransportPolicy == .relay ? [] : configuration.localCandidates
             var a = ICEAgent(local: configuration.localCredentials, remote: configuration.remoteCredentials,
-                             localCandidates: configuration.localCandidates, configuration: configuration.ice, rng: rng)
+                             localCandidates: hostCandidates, configuration: configuration.ice, rng: rng)
             for c in configuration.remoteCandidates { a.addRemoteCandidate(c) }
             agent = a
+            for var server in configuration.turnServers {
+                if server.localAddress == nil { server.localAddress = configuration.localCandidates.first }
+                relays.append(TURNClientAllocation(configuration: server, rng: rng))
+            }
+        }
+    }
+
+    /// True when the selected pair's local candidate is a relayed address.
+    public var isRelayed: Bool {
+        selectedLocal.map { relayIndex[$0] != nil } ?? false
+    }
+
+    /// The relayed addresses granted so far.
+    public var relayedAddresses: [TransportAddress] {
+        relays.compactMap { $0.state == .allocated ? $0.relayedAddress : nil }
+    }
+
+    /// Sends the Allocate requests to the configured TURN servers. Also done
+    /// by the first `handleTimeout` (`pollTimeout()` asks for one at once).
+    public func startGathering(now: Instant) {
+        lastNow = now
+        guard !relaysStarted, isLive else { return }
+        relaysStarted = true
+        for i in relays.indices {
+            relays[i].start(now: now)
+            pumpRelay(i, now: now)
         }
     }
 
@@ -90,7 +138,8 @@ public final class PeerTransport {
         agent?.addRemoteCandidate(candidate)
     }
 
-    /// The client role's host candidates, for its SDP.
+    /// The client role's candidates (host, and relayed ones once allocated),
+    /// for its SDP.
     public var localCandidateDescriptions: [ICECandidate] {
         agent?.localCandidateDescriptions ?? []
     }
@@ -102,7 +151,25 @@ public final class PeerTransport {
     public func handleReceive(_ datagram: UnsafeRawBufferPointer, from source: TransportAddress,
                               to local: TransportAddress, now: Instant) {
         counters.bytesIn += datagram.count
+        lastNow = now
         guard isLive else { return }
+        if !relays.isEmpty, let i = relays.firstIndex(where: { $0.server == source }) {
+            // From a TURN server: a response for the allocation, or a
+            // peer's datagram that arrived on the relayed address.
+            let relayed = relays[i].handleReceive(datagram, from: source, now: now)
+            let relayedAddress = relays[i].relayedAddress
+            pumpRelay(i, now: now)
+            if let relayed, let relayedAddress, isLive {
+                demultiplex(UnsafeRawBufferPointer(rebasing: datagram[relayed.payload]), from: relayed.peer,
+                            to: relayedAddress, now: now)
+            }
+            return
+        }
+        demultiplex(datagram, from: source, to: local, now: now)
+    }
+
+    private func demultiplex(_ datagram: UnsafeRawBufferPointer, from source: TransportAddress,
+                             to local: TransportAddress, now: Instant) {
         switch PacketKind.classify(datagram) {
         case .stun:
             let consumed: Bool
@@ -119,6 +186,7 @@ public final class PeerTransport {
                 return
             }
             lastDTLSSource = source
+            lastDTLSLocal = agent != nil ? local : nil
             if !dtlsStarted, configuration.dtlsRole == .server {
                 // A ClientHello may beat the nomination; the server side
                 // needs no start signal beyond it.
@@ -140,6 +208,13 @@ public final class PeerTransport {
 
     /// Runs whichever of ICE's and DTLS's timers are due.
     public func handleTimeout(now: Instant) {
+        lastNow = now
+        guard isLive else { return }
+        if !relaysStarted { startGathering(now: now) }
+        for i in relays.indices {
+            relays[i].handleTimeout(now: now)
+            pumpRelay(i, now: now)
+        }
         guard isLive else { return }
         lite?.handleTimeout(now: now)
         agent?.handleTimeout(now: now)
@@ -152,14 +227,13 @@ public final class PeerTransport {
     /// The earliest of the ICE and DTLS deadlines; nil once the transport ended.
     public func pollTimeout() -> Instant? {
         guard isLive else { return nil }
-        let ice = lite?.pollTimeout() ?? agent?.pollTimeout()
-        let handshake = dtls.pollTimeout()
-        switch (ice, handshake) {
-        case let (a?, b?): return min(a, b)
-        case let (a?, nil): return a
-        case let (nil, b?): return b
-        case (nil, nil): return nil
-        }
+        // Allocations not yet requested: as soon as possible.
+        if !relays.isEmpty, !relaysStarted { return lastNow }
+        var earliest = lite?.pollTimeout() ?? agent?.pollTimeout()
+        func consider(_ t: Instant?) { if let t, earliest.map({ t < $0 }) ?? true { earliest = t } }
+        consider(dtls.pollTimeout())
+        for relay in relays { consider(relay.pollTimeout()) }
+        return earliest
     }
 
     public func pollTransmit() -> Transmit? {
@@ -191,6 +265,12 @@ public final class PeerTransport {
         guard isLive else { return }
         dtls.close()
         queueDTLSOutput()
+        // Delete the allocations (Refresh with LIFETIME 0, RFC 8656 §8);
+        // their answers are not awaited.
+        for i in relays.indices {
+            relays[i].close(now: lastNow)
+            while let t = relays[i].pollTransmit() { transmits.append(t) }
+        }
         state = .closed
         outbound = nil
         inbound = nil
@@ -226,7 +306,7 @@ public final class PeerTransport {
         if let failure { throw .srtp(failure) }
         out.removeLast(out.count - length)
         if rtcp { counters.rtcpPacketsOut += 1 } else { counters.rtpPacketsOut += 1 }
-        transmits.append(Transmit(source: selectedLocal, destination: destination, payload: out))
+        emit(Transmit(source: selectedLocal, destination: destination, payload: out))
     }
 
     // MARK: Media, in place (the SFU hot path)
@@ -330,10 +410,10 @@ public final class PeerTransport {
 
     private func pumpICE(now: Instant) {
         if lite != nil {
-            while let t = lite!.pollTransmit() { transmits.append(t) }
+            while let t = lite!.pollTransmit() { emit(t) }
             while let e = lite!.pollEvent() { handleICEEvent(e, now: now) }
         } else if agent != nil {
-            while let t = agent!.pollTransmit() { transmits.append(t) }
+            while let t = agent!.pollTransmit() { emit(t) }
             while let e = agent!.pollEvent() { handleICEEvent(e, now: now) }
         }
     }
@@ -379,8 +459,41 @@ public final class PeerTransport {
             while dtls.pollTransmit() != nil {}
             return
         }
+        let source = selectedRemote != nil ? selectedLocal : lastDTLSLocal
         while let datagram = dtls.pollTransmit() {
-            transmits.append(Transmit(source: selectedLocal, destination: destination, payload: datagram))
+            emit(Transmit(source: source, destination: destination, payload: datagram))
+        }
+    }
+
+    /// Queues a datagram, through the TURN allocation when its source is a
+    /// relayed address.
+    private func emit(_ transmit: Transmit) {
+        guard let source = transmit.source, let i = relayIndex[source] else {
+            transmits.append(transmit)
+            return
+        }
+        relays[i].send(transmit.payload, to: transmit.destination, now: lastNow)
+        while let t = relays[i].pollTransmit() { transmits.append(t) }
+    }
+
+    private func pumpRelay(_ i: Int, now: Instant) {
+        while let t = relays[i].pollTransmit() { transmits.append(t) }
+        while let event = relays[i].pollEvent() {
+            switch event {
+            case .allocated(let relayed, let mapped):
+                relayIndex[relayed] = i
+                if let candidate = agent?.addLocalCandidate(relayed, type: .relay, related: mapped) {
+                    events.append(.localCandidate(candidate))
+                }
+                pumpICE(now: now)
+            case .failed(let error):
+                // With the relay policy nothing else can carry the session.
+                if configuration.iceTransportPolicy == .relay, relays.allSatisfy({ $0.state == .failed }) {
+                    fail(.relayFailed(error))
+                }
+            case .refreshed, .permissionFailed, .closed:
+                break
+            }
         }
     }
 
@@ -445,3 +558,4 @@ public final class PeerTransport {
         events.append(.failed(error))
     }
 }
+

@@ -36,9 +36,22 @@ enum Fixtures {
     }
 }
 
+/// What `exchangeMedia` needs from a simulated network.
+protocol MediaLink: AnyObject {
+    var client: PeerTransport { get }
+    var server: PeerTransport { get }
+    func run(for duration: Duration, stop: () -> Bool)
+    func rtpReceived(byServer: Bool) -> [[UInt8]]
+    func rtcpReceived(byServer: Bool) -> [[UInt8]]
+}
+
+extension MediaLink {
+    func run(for duration: Duration) { run(for: duration, stop: { false }) }
+}
+
 /// Two transports joined by a simulated link (loss, 20–80 ms delay, hence
 /// reordering) under a fake clock that jumps from deadline to deadline.
-final class Harness {
+final class Harness: MediaLink {
     struct Packet {
         var deliverAt: Instant
         var order: Int

@@ -8,7 +8,7 @@ import Testing
 /// Sends `count` RTP packets and `count / 5` RTCP reports each way, spaced
 /// 10 ms apart, lets the link settle, and checks that what arrived decrypts
 /// to exactly what was sent.
-func exchangeMedia(_ h: Harness, count: Int, minimumFraction: Double) throws {
+func exchangeMedia(_ h: some MediaLink, count: Int, minimumFraction: Double) throws {
     var sentToServer: [[UInt8]] = []
     var sentToClient: [[UInt8]] = []
     var rtcpToServer: [[UInt8]] = []
