@@ -189,7 +189,7 @@ final class TURNClient: @unchecked Sendable {
 
 /// Paces ChannelData sends for the clients on one event loop: every
 /// millisecond it sends what the rate says is due. If the loop falls behind
-/// by more than 2 ms worth it drops the backlog instead of bursting (a burst
+/// by more than 5 ms worth it drops the backlog instead of bursting (a burst
 /// would overflow socket buffers and look like server loss); the shortfall
 /// shows up as a step the generator could not deliver.
 final class Pacer: @unchecked Sendable {
@@ -224,7 +224,7 @@ final class Pacer: @unchecked Sendable {
         guard now >= start, !senders.isEmpty else { return }
         let due = now >= end ? planned : min(planned, Int(rate * Double(now - start) / 1e9))
         var want = due - sent - skipped
-        let cap = max(4, Int(rate * 0.002))
+        let cap = max(8, Int(rate * 0.005))
         if want > cap {
             skipped += want - cap
             want = cap
