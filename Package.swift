@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // C libraries the media side needs, through pkg-config.
@@ -70,6 +71,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The IO edge of the media side (SwiftNIO): the TURN listeners and
+        // relay sockets around the sans-IO TURN engine, on one event loop.
+        .target(
+            name: "MediaServer",
+            dependencies: [
+                "TURN", "STUN", "RTCBase",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict
+        ),
         // The signaling load generator behind `parley bench signaling`.
         .target(
             name: "SignalingBench",
@@ -94,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "parley",
             dependencies: [
-                "Chat", "ChatStoreSQLite", "Signaling", "SignalingBench", "TURNBench",
+                "Chat", "ChatStoreSQLite", "Signaling", "SignalingBench", "TURNBench", "MediaServer", "TURN", "RTCBase",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -137,6 +153,16 @@ let package = Package(
         .testTarget(name: "PeerSessionTests", dependencies: ["PeerSession", "ICE", "DTLS", "SRTP", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "TURNTests", dependencies: ["TURN", "STUN", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "TURNBenchTests", dependencies: ["TURNBench", "STUN", "RTCBase"], swiftSettings: strict),
+        .testTarget(
+            name: "MediaServerTests",
+            dependencies: [
+                "MediaServer", "TURN", "STUN", "RTCBase",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "DTLSTests", dependencies: ["DTLS", "COpenSSL", "RTCBase"], swiftSettings: strict),
     ]
 )

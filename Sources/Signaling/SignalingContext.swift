@@ -13,6 +13,9 @@ public struct SignalingConfiguration: Sendable {
     public var rateBurst: Double
     /// Events a connection may have queued before it is closed as too slow.
     public var outboundCapacity: Int
+    /// STUN/TURN servers handed to a user in `login_response.ice_servers`
+    /// (fresh credentials per login). Nil leaves the field out (TURN off).
+    public var iceServers: (@Sendable (_ username: String) -> [ICEServer])?
 
     public init(host: String = "127.0.0.1", httpPort: Int = 8080, linePort: Int = 7070, maxFrameBytes: Int = 65536,
                 rateLimit: Double = 50, rateBurst: Double = 200, outboundCapacity: Int = 8192)
@@ -24,6 +27,19 @@ public struct SignalingConfiguration: Sendable {
         self.rateLimit = rateLimit
         self.rateBurst = rateBurst
         self.outboundCapacity = outboundCapacity
+    }
+}
+
+/// One entry of `ice_servers` (the shape of WebRTC's `RTCIceServer`).
+public struct ICEServer: Sendable, Equatable {
+    public var urls: [String]
+    public var username: String?
+    public var credential: String?
+
+    public init(urls: [String], username: String? = nil, credential: String? = nil) {
+        self.urls = urls
+        self.username = username
+        self.credential = credential
     }
 }
 

@@ -269,11 +269,14 @@ struct WebSocketSession {
         }
         context.metrics.logins.increment()
         let queue = self.queue
+        let iceServers = context.configuration.iceServers
         await state.attach(user: grant.user, token: grant.token) { pending in
             var o: JSONObject = ["type": "login_response", "status": "login_success", "token": .string(grant.token),
                                  "user": .object(WireFormat.user(grant.user)),
-                                 "pending_messages": .array(pending.map { .object(WireFormat.message($0)) }),
-                                 "ice_servers": .array([])]
+                                 "pending_messages": .array(pending.map { .object(WireFormat.message($0)) })]
+            if let servers = iceServers?(grant.user.username) {
+                o["ice_servers"] = .array(servers.map { .object(WireFormat.iceServer($0)) })
+            }
             if let requestID { o.fields.insert((key: "request_id", value: .string(requestID)), at: 1) }
             queue.send(o)
         }

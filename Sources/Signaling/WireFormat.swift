@@ -48,6 +48,13 @@ enum WireFormat {
         u.avatarAttachmentID.map { .string("/api/attachments/\($0)") } ?? .null
     }
 
+    static func iceServer(_ s: ICEServer) -> JSONObject {
+        var o: JSONObject = ["urls": .array(s.urls.map { .string($0) })]
+        if let username = s.username { o["username"] = .string(username) }
+        if let credential = s.credential { o["credential"] = .string(credential) }
+        return o
+    }
+
     static func contact(_ c: ChatService.Contact) -> JSONObject {
         ["username": .string(c.user.username), "display_name": .string(c.user.displayName),
          "avatar_link": avatarLink(c.user), "online": .bool(c.online),

@@ -3,9 +3,12 @@ import Chat
 import ChatStoreSQLite
 import Foundation
 import Logging
+import MediaServer
 import NIOPosix
+import RTCBase
 import ServiceLifecycle
 import Signaling
+import TURN
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,6 +27,28 @@ struct Serve: AsyncParsableCommand {
     var turnPort: Int?
     @Option(help: "Address advertised in media candidates and TURN relays (PARLEY_PUBLIC_IP). Default: --host.")
     var publicIP: String?
+    @Option(help: "TURN over TLS port, used only with --turn-tls-cert and --turn-tls-key (PARLEY_TURN_TLS_PORT). Default 5349.")
+    var turnTlsPort: Int?
+    @Option(help: "PEM certificate (chain) for TURN over TLS (PARLEY_TURN_TLS_CERT).")
+    var turnTlsCert: String?
+    @Option(help: "PEM private key for TURN over TLS (PARLEY_TURN_TLS_KEY).")
+    var turnTlsKey: String?
+    @Option(help: "UDP port range for TURN relays, LOW-HIGH (PARLEY_RELAY_PORTS). Default 49160-49999.")
+    var relayPorts: String?
+    @Option(help: "TURN realm (PARLEY_REALM). Default parley.")
+    var realm: String?
+    @Option(help: "Shared secret for TURN REST credentials, the ones login_response hands out (PARLEY_TURN_SECRET). Default: random per start.")
+    var turnSecret: String?
+    @Option(help: "A static TURN user NAME:PASSWORD; repeatable (PARLEY_TURN_USERS, comma-separated).")
+    var turnUser: [String] = []
+    @Option(help: "TURN allocations one user may hold (PARLEY_TURN_QUOTA_PER_USER). Default 10.")
+    var turnQuotaPerUser: Int?
+    @Option(help: "TURN allocations in total (PARLEY_TURN_TOTAL_QUOTA). Default 10000.")
+    var turnTotalQuota: Int?
+    @Option(help: "Relayed bytes per second per TURN allocation, 0 = no cap (PARLEY_TURN_BANDWIDTH). Default 0.")
+    var turnBandwidth: Int?
+    @Flag(help: "Let TURN relay to loopback peers (127.0.0.0/8, ::1). FOR TESTS ONLY: it exposes the server's own services (PARLEY_ALLOW_LOOPBACK_PEERS=1).")
+    var allowLoopbackPeers = false
     @Option(help: "Directory for the SQLite database and attachments (PARLEY_DATA_DIR). Default ./data.")
     var dataDir: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (PARLEY_LOG_LEVEL). Default info.")
@@ -86,9 +111,12 @@ struct Serve: AsyncParsableCommand {
         let hub = ConnectionHub()
         let service = ChatService(store: store, delivery: hub, hasher: PasswordHasher(iterations: iterations),
                                   runner: ThreadPoolRunner(), now: { Millis(Date().timeIntervalSince1970 * 1000) })
-        let config = SignalingConfiguration(host: host, httpPort: httpPort, linePort: linePort, maxFrameBytes: maxFrame,
+        var config = SignalingConfiguration(host: host, httpPort: httpPort, linePort: linePort, maxFrameBytes: maxFrame,
                                             rateLimit: Double(rate), rateBurst: Double(burst))
-        let context = SignalingContext(service: service, hub: hub, metrics: SignalingMetrics(), configuration: config,
+        let turn = try turnSettings(host: host, port: turnPort, publicIP: publicIP, logger: logger)
+        if let turn { config.iceServers = turn.iceServers }
+        let metrics = SignalingMetrics()
+        let context = SignalingContext(service: service, hub: hub, metrics: metrics, configuration: config,
                                        logger: logger)
         let app = HTTPServer.makeApplication(context: context, healthCheck: { try await store.ping() })
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: app)]
@@ -96,15 +124,106 @@ struct Serve: AsyncParsableCommand {
             // It returns only once shutdown has begun; the group carries on.
             services.append(.init(service: LineServer(context: context), successTerminationBehavior: .ignore))
         }
-        // The SFU and TURN listeners come with the media issues; say so rather
-        // than pretend.
-        logger.notice("media relay and TURN are not part of this build yet",
-                      metadata: ["media-port": "\(mediaPort)", "turn-port": "\(turnPort)", "public-ip": "\(publicIP)"])
+        if let turn {
+            services.append(.init(service: TURNService(configuration: turn.service, registry: metrics.registry,
+                                                       logger: logger),
+                                  successTerminationBehavior: .ignore))
+        }
+        // The SFU comes with the media issues; say so rather than pretend.
+        logger.notice("the SFU media relay is not part of this build yet",
+                      metadata: ["media-port": "\(mediaPort)", "public-ip": "\(publicIP)"])
 
         let group = ServiceGroup(configuration: .init(services: services,
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         logger.info("stopped")
+    }
+}
+
+/// The TURN side of `serve`: the service configuration and what logins hand out.
+struct TURNSettings {
+    var service: TURNServiceConfiguration
+    var iceServers: @Sendable (String) -> [ICEServer]
+}
+
+extension Serve {
+    /// Reads the TURN flags; nil when `--turn-port 0`.
+    func turnSettings(host: String, port: Int, publicIP: String, logger: Logger) throws -> TURNSettings? {
+        guard port != 0 else { return nil }
+        guard let advertised = IPAddress(publicIP) else {
+            throw ValidationError("--public-ip must be an IP address for TURN, got '\(publicIP)'")
+        }
+        let rangeText = Setting.value(relayPorts, env: "PARLEY_RELAY_PORTS", default: "49160-49999")
+        let bounds = rangeText.split(separator: "-").map { UInt16($0.trimmingCharacters(in: .whitespaces)) }
+        guard bounds.count == 2, let low = bounds[0], let high = bounds[1], low > 0, low <= high else {
+            throw ValidationError("--relay-ports must look like 49160-49999, got '\(rangeText)'")
+        }
+        let realm = Setting.value(realm, env: "PARLEY_REALM", default: "parley")
+        // coturn's convention: the secret's text is the HMAC key.
+        let secretText = Setting.value(turnSecret, env: "PARLEY_TURN_SECRET", default: Self.randomHex(32))
+        let secret = Array(secretText.utf8)
+        var users: [String: String] = [:]
+        let userSpecs = turnUser.isEmpty
+            ? (ProcessInfo.processInfo.environment["PARLEY_TURN_USERS"]?.split(separator: ",").map(String.init) ?? [])
+            : turnUser
+        for spec in userSpecs {
+            guard let colon = spec.firstIndex(of: ":"), colon != spec.startIndex else {
+                throw ValidationError("--turn-user must be NAME:PASSWORD, got '\(spec)'")
+            }
+            users[String(spec[..<colon])] = String(spec[spec.index(after: colon)...])
+        }
+        let perUser = try Setting.int(turnQuotaPerUser, env: "PARLEY_TURN_QUOTA_PER_USER", default: 10)
+        let total = try Setting.int(turnTotalQuota, env: "PARLEY_TURN_TOTAL_QUOTA", default: 10_000)
+        let bandwidth = try Setting.int(turnBandwidth, env: "PARLEY_TURN_BANDWIDTH", default: 0)
+        guard perUser > 0, total > 0, bandwidth >= 0 else {
+            throw ValidationError("TURN quotas must be positive and --turn-bandwidth not negative")
+        }
+        let loopback = allowLoopbackPeers
+            || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["PARLEY_ALLOW_LOOPBACK_PEERS"]?.lowercased() ?? "")
+        var tls: TURNServiceConfiguration.TLS?
+        let tlsPort = try Setting.port(turnTlsPort, env: "PARLEY_TURN_TLS_PORT", default: 5349)
+        let cert = turnTlsCert ?? ProcessInfo.processInfo.environment["PARLEY_TURN_TLS_CERT"]
+        let key = turnTlsKey ?? ProcessInfo.processInfo.environment["PARLEY_TURN_TLS_KEY"]
+        switch (cert, key) {
+        case let (cert?, key?) where tlsPort != 0:
+            tls = .init(port: tlsPort, certificatePath: cert, keyPath: key)
+        case (nil, nil), (_?, _?):
+            break
+        default:
+            throw ValidationError("TURN over TLS needs both --turn-tls-cert and --turn-tls-key")
+        }
+
+        var nonceSecret = [UInt8](repeating: 0, count: 32)
+        for i in nonceSecret.indices { nonceSecret[i] = UInt8.random(in: 0...255) }
+        var engine = TURNServerConfiguration(realm: realm, publicIP: advertised, relayPorts: low...high,
+                                             nonceSecret: nonceSecret,
+                                             wallClockSeconds: { _ in Int64(Date().timeIntervalSince1970) })
+        engine.users = users
+        engine.restSecret = secret
+        engine.maxAllocationsPerUser = perUser
+        engine.maxAllocations = total
+        engine.bandwidthLimit = bandwidth > 0 ? bandwidth : nil
+        engine.allowLoopbackPeers = loopback
+        if loopback { logger.warning("TURN relays to loopback peers are allowed (--allow-loopback-peers): tests only") }
+
+        if advertised == .v4(0) || advertised == .v6(high: 0, low: 0) {
+            logger.warning("TURN advertises the wildcard address; set --public-ip to an address clients can reach")
+        }
+        let urlHost = advertised.isIPv4 ? publicIP : "[\(publicIP)]"
+        var urls = ["stun:\(urlHost):\(port)", "turn:\(urlHost):\(port)?transport=udp",
+                    "turn:\(urlHost):\(port)?transport=tcp"]
+        if let tls { urls.append("turns:\(urlHost):\(tls.port)?transport=tcp") }
+        let iceServers: @Sendable (String) -> [ICEServer] = { [urls] user in
+            let credential = TURNRESTCredential(user: user, secret: secret, unixTime: Int64(Date().timeIntervalSince1970),
+                                                ttl: 86_400)
+            return [ICEServer(urls: urls, username: credential.username, credential: credential.password)]
+        }
+        return TURNSettings(service: TURNServiceConfiguration(host: host, port: port, tls: tls, engine: engine),
+                            iceServers: iceServers)
+    }
+
+    static func randomHex(_ bytes: Int) -> String {
+        (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     }
 }
 

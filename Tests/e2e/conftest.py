@@ -55,14 +55,42 @@ def _free_ports() -> tuple[int, int, int]:
             s.close()
 
 
-class ParleyServer:
-    """One `parley serve` process on a data directory that survives restarts."""
+def _free_turn_port() -> int:
+    """A port free for both UDP and TCP (TURN listens on both, RFC 8656 §4)."""
+    for _ in range(50):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            try:
+                t.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+        finally:
+            u.close()
+            t.close()
+    raise RuntimeError("no port free for both UDP and TCP")
 
-    def __init__(self, data_dir: Path, log_path: Path):
+
+class ParleyServer:
+    """One `parley serve` process on a data directory that survives restarts.
+
+    TURN runs on a free port (``turn_port``) with loopback peers allowed
+    (``--allow-loopback-peers``, tests only) unless ``turn=False`` or
+    ``allow_loopback_peers=False``; ``extra_args`` are appended to the command.
+    """
+
+    def __init__(self, data_dir: Path, log_path: Path, *, turn: bool = True, allow_loopback_peers: bool = True,
+                 extra_args: Iterable[str] = ()):
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
-        self.http_port = self.line_port = self.media_port = 0
+        self.http_port = self.line_port = self.media_port = self.turn_port = 0
+        self.turn = turn
+        self.allow_loopback_peers = allow_loopback_peers
+        self.extra_args = list(extra_args)
         self._log_offset = 0
         self._log_file = None
 
@@ -73,6 +101,7 @@ class ParleyServer:
             pytest.fail(f"server binary not found at {PARLEY_BIN} (set PARLEY_BIN)", pytrace=False)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.http_port, self.line_port, self.media_port = _free_ports()
+        self.turn_port = _free_turn_port() if self.turn else 0
         # Test-only work factor: production uses the server's default PBKDF2
         # iteration count (210,000, docs/PROTOCOL.md); the server honours
         # PARLEY_PASSWORD_ITERATIONS so registrations in tests are fast.
@@ -85,24 +114,32 @@ class ParleyServer:
             "--http-port", str(self.http_port),
             "--line-port", str(self.line_port),
             "--media-port", str(self.media_port),
-            "--turn-port", "0",
+            "--turn-port", str(self.turn_port),
             "--data-dir", str(self.data_dir),
             "--log-level", "info",
         ]
+        if self.turn and self.allow_loopback_peers:
+            cmd.append("--allow-loopback-peers")
+        cmd += self.extra_args
         self.proc = subprocess.Popen(cmd, stdout=self._log_file, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env, cwd=str(self.data_dir))
         deadline = time.monotonic() + timeout
         saw_listening = healthy = line_ok = False
+        saw_turn = not self.turn
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"parley exited with {self.proc.returncode} during start-up:\n{self.log_tail()}",
                             pytrace=False)
-            if not saw_listening:
+            if not saw_listening or not saw_turn:
                 for line in self.log_text().splitlines():
                     low = line.lower()
-                    if "listening" in low and (str(self.http_port) in low or "http" in low):
+                    if "listening" in low and "turn" not in low and (str(self.http_port) in low or "http" in low):
                         saw_listening = True
-                        break
+                    if "turn listening" in low:
+                        saw_turn = True
+            if not saw_turn:
+                time.sleep(0.05)
+                continue
             if saw_listening and not healthy:
                 healthy = self.health_status() == 200
             if healthy and not line_ok:
@@ -114,7 +151,7 @@ class ParleyServer:
             if saw_listening and healthy and line_ok:
                 return self
             time.sleep(0.05)
-        state = f"listening-line={saw_listening} health-200={healthy} line-port-open={line_ok}"
+        state = f"listening-line={saw_listening} turn={saw_turn} health-200={healthy} line-port-open={line_ok}"
         self.stop()
         pytest.fail(f"parley did not become ready within {timeout}s ({state}):\n{self.log_tail()}", pytrace=False)
 
@@ -182,8 +219,8 @@ class ParleyServer:
             return None
 
 
-def _server_for(tmp: Path) -> ParleyServer:
-    return ParleyServer(tmp / "data", tmp / "server.log")
+def _server_for(tmp: Path, **kw) -> ParleyServer:
+    return ParleyServer(tmp / "data", tmp / "server.log", **kw)
 
 
 @pytest.fixture(scope="module")
@@ -205,8 +242,8 @@ def server_factory(tmp_path):
     """Function-scoped servers on their own data dir, for restart/durability tests."""
     made: list[ParleyServer] = []
 
-    def make() -> ParleyServer:
-        srv = _server_for(tmp_path / f"s{len(made)}")
+    def make(**kw) -> ParleyServer:
+        srv = _server_for(tmp_path / f"s{len(made)}", **kw)
         made.append(srv)
         return srv
 
