@@ -10,7 +10,7 @@ APT_PACKAGES := pkg-config libssl-dev libopus-dev libvpx-dev libsrtp2-dev libsql
                 vpx-tools opus-tools ffmpeg coturn
 ARGS       ?=
 
-.PHONY: run test deps venv build build-debug unit e2e fuzz-smoke fuzz bench-signaling bench-primitives clean
+.PHONY: run test deps venv build build-debug unit e2e fuzz-smoke fuzz bench-signaling bench-stun bench-turn bench-primitives clean
 
 run: deps build
 	.build/release/parley serve $(ARGS)
@@ -61,6 +61,13 @@ bench-primitives: deps
 
 bench-signaling: deps build
 	.build/release/parley bench signaling $(ARGS)
+
+# STUN/TURN load against Parley and coturn (started on loopback by the bench).
+bench-stun: deps build
+	.build/release/parley bench stun $(ARGS)
+
+bench-turn: deps build
+	.build/release/parley bench turn $(ARGS)
 
 clean:
 	rm -rf .build .build-fuzz Benchmarks/.build $(VENV)

@@ -99,10 +99,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The STUN/TURN load generator behind `parley bench stun|turn` (Parley vs coturn).
+        .target(
+            name: "TURNBench",
+            dependencies: [
+                "STUN", "RTCBase",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "parley",
             dependencies: [
-                "Chat", "ChatStoreSQLite", "Signaling", "SignalingBench", "MediaServer", "TURN", "RTCBase",
+                "Chat", "ChatStoreSQLite", "Signaling", "SignalingBench", "TURNBench", "MediaServer", "TURN", "RTCBase",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -145,6 +155,7 @@ let package = Package(
         .testTarget(name: "PeerSessionTests", dependencies: ["PeerSession", "ICE", "DTLS", "SRTP", "TURN", "STUN", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "TURNTests", dependencies: ["TURN", "STUN", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs"], swiftSettings: strict),
+        .testTarget(name: "TURNBenchTests", dependencies: ["TURNBench", "STUN", "RTCBase"], swiftSettings: strict),
         .testTarget(
             name: "MediaServerTests",
             dependencies: [

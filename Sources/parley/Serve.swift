@@ -47,6 +47,8 @@ struct Serve: AsyncParsableCommand {
     var turnTotalQuota: Int?
     @Option(help: "Relayed bytes per second per TURN allocation, 0 = no cap (PARLEY_TURN_BANDWIDTH). Default 0.")
     var turnBandwidth: Int?
+    @Option(help: "Unauthenticated STUN/TURN answers (Binding, 401, 438) per second per source IP, burst twice that; 0 = no limit, for benchmarks (PARLEY_TURN_UNAUTHENTICATED_RATE). Default 200.")
+    var turnUnauthenticatedRate: Int?
     @Flag(help: "Let TURN relay to loopback peers (127.0.0.0/8, ::1). FOR TESTS ONLY: it exposes the server's own services (PARLEY_ALLOW_LOOPBACK_PEERS=1).")
     var allowLoopbackPeers = false
     @Option(help: "Directory for the SQLite database and attachments (PARLEY_DATA_DIR). Default ./data.")
@@ -175,8 +177,9 @@ extension Serve {
         let perUser = try Setting.int(turnQuotaPerUser, env: "PARLEY_TURN_QUOTA_PER_USER", default: 10)
         let total = try Setting.int(turnTotalQuota, env: "PARLEY_TURN_TOTAL_QUOTA", default: 10_000)
         let bandwidth = try Setting.int(turnBandwidth, env: "PARLEY_TURN_BANDWIDTH", default: 0)
-        guard perUser > 0, total > 0, bandwidth >= 0 else {
-            throw ValidationError("TURN quotas must be positive and --turn-bandwidth not negative")
+        let unauthenticatedRate = try Setting.int(turnUnauthenticatedRate, env: "PARLEY_TURN_UNAUTHENTICATED_RATE", default: 200)
+        guard perUser > 0, total > 0, bandwidth >= 0, unauthenticatedRate >= 0 else {
+            throw ValidationError("TURN quotas must be positive, --turn-bandwidth and --turn-unauthenticated-rate not negative")
         }
         let loopback = allowLoopbackPeers
             || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["PARLEY_ALLOW_LOOPBACK_PEERS"]?.lowercased() ?? "")
@@ -203,6 +206,10 @@ extension Serve {
         engine.maxAllocationsPerUser = perUser
         engine.maxAllocations = total
         engine.bandwidthLimit = bandwidth > 0 ? bandwidth : nil
+        // 0 = no limit: a rate no source can reach (an infinite one would
+        // make the token bucket's refill NaN).
+        engine.unauthenticatedRate = unauthenticatedRate > 0 ? Double(unauthenticatedRate) : 1e12
+        engine.unauthenticatedBurst = unauthenticatedRate > 0 ? Double(2 * unauthenticatedRate) : 1e12
         engine.allowLoopbackPeers = loopback
         if loopback { logger.warning("TURN relays to loopback peers are allowed (--allow-loopback-peers): tests only") }
 

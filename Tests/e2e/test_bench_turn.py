@@ -1,0 +1,52 @@
+"""Smoke test of `parley bench stun` (issue 5 benchmark): a short run against
+coturn (and against Parley's own TURN server when this build has one) must end
+with the summary line in its documented format. Skipped without coturn."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import PARLEY_BIN
+
+STUN_LINE = re.compile(r"^stun: (parley \d+ resp/s, )?coturn (\d+) resp/s(, ratio (\d+\.\d\d|n/a))?$")
+
+
+def run_bench(*args: str, timeout: float = 30) -> list[str]:
+    proc = subprocess.run([str(PARLEY_BIN), "bench", *args], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc.stdout.strip().splitlines()
+
+
+def has_parley_turn() -> bool:
+    help_text = subprocess.run([str(PARLEY_BIN), "serve", "--help"], capture_output=True, text=True).stdout
+    return "--turn-user" in help_text and "--allow-loopback-peers" in help_text
+
+
+@pytest.mark.skipif(shutil.which("turnserver") is None, reason="coturn (turnserver) not installed")
+def test_bench_stun_coturn_summary_line():
+    lines = run_bench("stun", "--target", "coturn", "--duration", "2", "--sockets", "8", "--window", "4")
+    summary = lines[-1]
+    m = STUN_LINE.match(summary)
+    assert m, f"unexpected summary line: {summary!r}"
+    assert "parley" not in summary and "ratio" not in summary
+    assert int(m.group(2)) > 0, summary
+    # One progress line per measured second, and the per-server detail line.
+    assert sum(1 for l in lines if l.startswith("t=") and " coturn stun: " in l) == 2
+    detail = [l for l in lines if l.startswith("coturn stun: ")]
+    assert detail and " invalid 0 " in detail[0], lines
+
+
+@pytest.mark.skipif(not has_parley_turn(), reason="this build has no TURN server (parley serve --turn-user)")
+def test_bench_stun_parley_summary_line():
+    summary = run_bench("stun", "--target", "parley", "--duration", "2", "--sockets", "8", "--window", "4")[-1]
+    assert re.match(r"^stun: parley \d+ resp/s$", summary), summary
+
+
+def test_bench_stun_rejects_unknown_target():
+    proc = subprocess.run([str(PARLEY_BIN), "bench", "stun", "--target", "pion"], capture_output=True, text=True, timeout=10)
+    assert proc.returncode != 0
+    assert "--target must be parley, coturn or both" in proc.stderr
