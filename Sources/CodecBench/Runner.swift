@@ -179,7 +179,9 @@ public enum CodecBenchRunner {
                             // opusdec trims the pre-skip itself: delay search from 0.
                             row.record(Metric.opusencSNR, AudioBench.snr(reference: audio.samples, decoded: pcm.samples,
                                                                          channels: audio.channels, lookahead: 0))
-                            let size = try MediaFile.readAll(path: toolOgg).count
+                            // Packet bytes only (no Ogg overhead), like Parley's figure.
+                            let packets = try OggOpusStream(parsing: try MediaFile.readAll(path: toolOgg)).packets
+                            let size = packets.reduce(0) { $0 + $1.bytes.count }
                             row.record(Metric.opusencKbps, Double(size * 8) / seconds / 1000)
                         } catch { throw .input("opusenc output: \(error)") }
                     }

@@ -12,6 +12,6 @@ struct Parley: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load and speed benchmarks.",
-        subcommands: [BenchSignaling.self]
+        subcommands: [BenchSignaling.self, BenchCodec.self]
     )
 }
