@@ -33,15 +33,17 @@ public enum SummaryLine {
         func side(_ q: VideoQualityFigures) -> String {
             "PSNR-Y \(fixed(q.psnrY, 2)) dB PSNR \(fixed(q.psnrOverall, 2)) dB at \(fixed(q.achievedKbps, 1)) kbps"
         }
-        return "vp8 quality \(width)x\(height)@\(frameRate) \(kbps)kbps: parley \(side(parley)), \(tool) \(side(toolFigures))"
+        let head = "vp8 quality \(width)x\(height)@\(frameRate) \(kbps)kbps: parley \(side(parley))"
+        // Without the tool run (--no-tools) there is no other side to print.
+        return toolFigures.psnrY.isNaN ? head : head + ", \(tool) \(side(toolFigures))"
     }
 
     /// `opus quality 48000Hz stereo 64kbps: parley SNR a dB at b kbps, opusenc SNR c dB at d kbps`.
     public static func audioQuality(sampleRate: Int, channels: Int, kbps: Int, parleySNR: Double, parleyKbps: Double,
                                     tool: String, toolSNR: Double, toolKbps: Double) -> String {
         "opus quality \(sampleRate)Hz \(channelLayout(channels)) \(kbps)kbps: "
-            + "parley SNR \(fixed(parleySNR, 2)) dB at \(fixed(parleyKbps, 1)) kbps, "
-            + "\(tool) SNR \(fixed(toolSNR, 2)) dB at \(fixed(toolKbps, 1)) kbps"
+            + "parley SNR \(fixed(parleySNR, 2)) dB at \(fixed(parleyKbps, 1)) kbps"
+            + (toolSNR.isNaN ? "" : ", \(tool) SNR \(fixed(toolSNR, 2)) dB at \(fixed(toolKbps, 1)) kbps")
     }
 
     static func channelLayout(_ channels: Int) -> String { channels == 1 ? "mono" : channels == 2 ? "stereo" : "\(channels)ch" }

@@ -24,7 +24,8 @@ struct BenchCodec: ParsableCommand {
     @Option(help: "Seconds of audio.") var seconds = 10.0
     @Option(help: "VP8 target bitrate, kbit/s.") var bitrate: Int?
     @Option(help: "Several VP8 bitrates, comma separated (e.g. 300,600,1000,1500,2500).") var bitrates: String?
-    @Option(name: .customLong("cpu-used"), help: "libvpx speed, -16…16.") var cpuUsed = -8
+    @Option(name: .customLong("cpu-used"), parsing: .unconditional, help: "libvpx speed, -16…16 (negative values fix the speed).")
+    var cpuUsed = -8
     @Option var threads = 1
     @Option(name: .customLong("repeat"), help: "Repetitions; the median is reported.") var repetitions = 3
     @Option(name: .customLong("opus-bitrate"), help: "Opus bitrate, kbit/s.") var opusBitrate = 64
