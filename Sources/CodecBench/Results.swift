@@ -161,7 +161,9 @@ public struct CodecBenchReport: Sendable {
         let video = rows.filter { $0.kind == .vp8Loss }, audio = rows.filter { $0.kind == .opusLoss }
         var lines: [String] = []
         if !video.isEmpty {
-            lines.append("vp8 loss round trip (PSNR of the shown picture, frozen frames count):")
+            lines.append("vp8 loss round trip at \(video[0].width)x\(video[0].height) \(video[0].targetKbps)kbps, "
+                + "keyframe on request after \(options.keyframeRequestDelayMilliseconds) ms "
+                + "(PSNR of the shown picture, frozen frames count):")
             lines.append("  loss%   PSNR-Y   PSNR   decoded  frozen  kf-requests  pkts-lost/sent")
             for r in video {
                 lines.append("  \(pad(fixed(r.lossPercent, 1), 5))  \(pad(fixed(r.value(Metric.lossPSNRY) ?? 0, 2), 7))"

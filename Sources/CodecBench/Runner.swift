@@ -193,7 +193,10 @@ public enum CodecBenchRunner {
         if options.lossMode {
             let delayFrames = max(1, (options.keyframeRequestDelayMilliseconds * options.frameRate + 999) / 1000)
             if let first = video.first {
-                let kbps = options.bitratesKbps.last ?? 1500
+                // The first (with --bitrates, usually the lowest) bitrate:
+                // a keyframe there spans few packets, so at high loss it
+                // can still get through whole.
+                let kbps = options.bitratesKbps.first ?? 1500
                 let config = options.vp8Configuration(width: first.width, height: first.height, kbps: kbps)
                 for rate in options.lossRates {
                     let result = try LossRoundTrip.video(
