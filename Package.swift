@@ -13,7 +13,7 @@ let package = Package(
         // The media core, for the benchmarks package and embedders.
         .executable(name: "parley-fuzz", targets: ["ParleyFuzz"]),
         .executable(name: "parley-echo-peer", targets: ["EchoPeer"]),
-        .library(name: "ParleyMedia", targets: ["RTCBase", "STUN", "ICE", "DTLS", "SDP", "SRTP", "RTP", "PeerSession", "TURN"]),
+        .library(name: "ParleyMedia", targets: ["RTCBase", "STUN", "ICE", "DTLS", "SDP", "SRTP", "RTP", "PeerSession", "TURN", "Codecs"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -43,6 +43,8 @@ let package = Package(
         .target(name: "TURN", dependencies: ["STUN", "RTCBase"], swiftSettings: strict),
         // VP8 (libvpx) and Opus (libopus) wrappers, synthetic sources, media files.
         .target(name: "Codecs", dependencies: ["CVPX", "COpus"], swiftSettings: strict),
+        // `parley bench codec`: Parley's VP8/Opus vs vpxenc/vpxdec/opusenc/opusdec, loss round trip.
+        .target(name: "CodecBench", dependencies: ["Codecs", "RTP", "RTCBase"], swiftSettings: strict),
         // One WebRTC transport: ICE + DTLS + SRTP, sans-IO.
         .target(name: "PeerSession", dependencies: ["ICE", "DTLS", "SRTP", "TURN", "RTCBase"], swiftSettings: strict),
         .target(name: "SRTP", dependencies: ["COpenSSL", "RTCBase"], swiftSettings: strict),
@@ -113,6 +115,7 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "Chat", "ChatStoreSQLite", "Signaling", "SignalingBench", "TURNBench", "MediaServer", "TURN", "RTCBase",
+                "CodecBench", "Codecs",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -166,6 +169,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(name: "CodecBenchTests", dependencies: ["CodecBench", "Codecs"], swiftSettings: strict),
         .testTarget(name: "DTLSTests", dependencies: ["DTLS", "COpenSSL", "RTCBase"], swiftSettings: strict),
     ]
 )

@@ -12,6 +12,6 @@ struct Parley: AsyncParsableCommand {
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Load and speed benchmarks.",
-        subcommands: [BenchSignaling.self, BenchSTUN.self, BenchTURN.self]
+        subcommands: [BenchSignaling.self, BenchSTUN.self, BenchTURN.self, BenchCodec.self]
     )
 }

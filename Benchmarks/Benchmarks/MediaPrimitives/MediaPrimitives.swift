@@ -28,4 +28,5 @@ let benchmarks: @Sendable () -> Void = {
     registerVP8Benchmarks()
     registerSDPBenchmarks()
     registerSRTPBenchmarks()
+    registerCodecBenchmarks()
 }
