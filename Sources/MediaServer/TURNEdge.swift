@@ -190,6 +190,12 @@ final class TURNEdge {
     private func bindRelay(_ relay: TransportAddress, id: TURNAllocationID) {
         let bound = NIOLoopBound(self, eventLoop: loop)
         DatagramBootstrap(group: loop)
+            // The event loop serves the listener and every relay in turn; a
+            // relay's queue must hold what arrives meanwhile (the kernel's
+            // default, ~170 full-size datagrams, overflowed at ~12k msg/s).
+            // Only queued bytes use memory, so a deep limit costs nothing idle.
+            .channelOption(.socketOption(.so_rcvbuf), value: 1 << 20)
+            .channelOption(.socketOption(.so_sndbuf), value: 1 << 20)
             .channelOption(.datagramVectorReadMessageCount, value: vectorReadCount)
             // NIO splits one receive buffer evenly among the vector slots.
             .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: vectorReadCount * maxDatagramSize))
