@@ -1,21 +1,7 @@
-/// SplitMix64: a tiny, fast, seedable generator, so a loss pattern is a
-/// pure function of its seed (the same seed gives the same drops on every
-/// machine and every run).
-public struct SeededGenerator: RandomNumberGenerator, Sendable {
-    private var state: UInt64
-
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+import RTCBase
+extension SplitMix64 {
     /// Uniform in [0, 1).
-    public mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
+    mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
 }
 
 /// A one-way network path that drops and reorders packets, deterministically
@@ -26,7 +12,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 public struct SimulatedLink<Packet>: Sendable where Packet: Sendable {
     public let lossRate: Double
     public let reorderRate: Double
-    private var generator: SeededGenerator
+    private var generator: SplitMix64
     private var held: Packet?
     public private(set) var sent = 0
     public private(set) var dropped = 0
@@ -35,7 +21,7 @@ public struct SimulatedLink<Packet>: Sendable where Packet: Sendable {
     public init(lossRate: Double, reorderRate: Double = 0, seed: UInt64) {
         self.lossRate = min(max(lossRate, 0), 1)
         self.reorderRate = min(max(reorderRate, 0), 1)
-        generator = SeededGenerator(seed: seed)
+        generator = SplitMix64(seed: seed)
     }
 
     /// Sends one packet; returns the packets delivered now (0, 1 or 2).

@@ -13,7 +13,6 @@ STUN/TURN servers; every candidate on both sides is asserted to be loopback.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
 import os
 import signal
@@ -30,10 +29,8 @@ from aiortc import (  # noqa: E402
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
-    VideoStreamTrack,
 )
-from aiortc.mediastreams import AudioStreamTrack  # noqa: E402
-from av import AudioFrame, VideoFrame  # noqa: E402
+from media_tracks import Pattern, Tone  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_BIN = (HERE / ".." / ".." / ".build" / "debug" / "parley").resolve()
@@ -47,47 +44,6 @@ MIN_DURATION = 6.0
 MIN_RTP_PER_KIND = 30
 MIN_VIDEO_FRAMES = 10
 MIN_AUDIO_FRAMES = 20
-
-
-class Pattern(VideoStreamTrack):
-    """320x240 moving gradient at 30 fps."""
-
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    async def recv(self):
-        pts, time_base = await self.next_timestamp()
-        img = np.zeros((240, 320, 3), np.uint8)
-        img[:, :, 0] = (np.arange(320)[None, :] + self.n * 4) % 256
-        img[:, :, 1] = (np.arange(240)[:, None]) % 256
-        self.n += 1
-        frame = VideoFrame.from_ndarray(img, format="bgr24")
-        frame.pts, frame.time_base = pts, time_base
-        return frame
-
-
-class Tone(AudioStreamTrack):
-    """440 Hz tone in 20 ms frames, 48 kHz stereo, paced in real time."""
-
-    def __init__(self):
-        super().__init__()
-        self.t = 0
-        self.start = None
-
-    async def recv(self):
-        if self.start is None:
-            self.start = time.time()
-        else:
-            await asyncio.sleep(max(0, self.start + self.t / 48000 - time.time()))
-        n = 960
-        s = (8000 * np.sin(2 * np.pi * 440 * (np.arange(n) + self.t) / 48000)).astype(np.int16)
-        frame = AudioFrame.from_ndarray(np.repeat(s, 2).reshape(1, -1), format="s16", layout="stereo")
-        frame.sample_rate = 48000
-        frame.pts = self.t
-        frame.time_base = fractions.Fraction(1, 48000)
-        self.t += n
-        return frame
 
 
 class EchoPeerProcess:

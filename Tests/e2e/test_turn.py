@@ -10,7 +10,6 @@ STUN server), and aioice's host gathering is patched to 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import fractions
 import os
 import re
 import shutil
@@ -325,48 +324,12 @@ def test_loopback_peers_allowed_with_flag(turn_server):
 
 async def test_two_aiortc_peers_connect_only_through_parley_turn(turn_server, monkeypatch, th):
     pytest.importorskip("aiortc")
-    np = pytest.importorskip("numpy")
+    pytest.importorskip("numpy")
     import aioice.ice
-    from aiortc import (RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection, RTCRtpSender,
-                        VideoStreamTrack)
-    from aiortc.mediastreams import AudioStreamTrack
-    from av import AudioFrame, VideoFrame
+    from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection, RTCRtpSender
+    from media_tracks import Pattern, Tone
 
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
-
-    class Pattern(VideoStreamTrack):
-        def __init__(self):
-            super().__init__()
-            self.n = 0
-
-        async def recv(self):
-            pts, time_base = await self.next_timestamp()
-            img = np.zeros((120, 160, 3), np.uint8)
-            img[:, :, 0] = (np.arange(160)[None, :] + self.n * 4) % 256
-            self.n += 1
-            frame = VideoFrame.from_ndarray(img, format="bgr24")
-            frame.pts, frame.time_base = pts, time_base
-            return frame
-
-    class Tone(AudioStreamTrack):
-        def __init__(self):
-            super().__init__()
-            self.t = 0
-            self.start = None
-
-        async def recv(self):
-            if self.start is None:
-                self.start = time.time()
-            else:
-                await asyncio.sleep(max(0, self.start + self.t / 48000 - time.time()))
-            n = 960
-            s = (8000 * np.sin(2 * np.pi * 440 * (np.arange(n) + self.t) / 48000)).astype(np.int16)
-            frame = AudioFrame.from_ndarray(np.repeat(s, 2).reshape(1, -1), format="s16", layout="stereo")
-            frame.sample_rate = 48000
-            frame.pts = self.t
-            frame.time_base = fractions.Fraction(1, 48000)
-            self.t += n
-            return frame
 
     # Credentials exactly as a login hands them out.
     u = await th.user("rtc")
