@@ -58,8 +58,8 @@ public struct TURNServerConfiguration: Sendable {
     /// Unauthenticated answers (Binding responses, 401, 438, 400 before
     /// authentication) per second per source IP, and the burst allowed;
     /// beyond that requests are dropped silently so the server cannot be
-    /// used as a reflector.
-    public var unauthenticatedRate: Double = 10
+    /// used as a reflector. nil: no limit (benchmarks on one source address).
+    public var unauthenticatedRate: Double? = 10
     public var unauthenticatedBurst: Double = 20
     /// Distinct source IPs tracked by that limiter; past this, new sources
     /// share one bucket (a spoofed flood cannot grow memory).

@@ -451,7 +451,8 @@ public struct TURNServer: Sendable {
     /// One token from `ip`'s bucket (or the shared overflow bucket when the
     /// table is full); false means drop silently (counted).
     private mutating func allowUnauthenticated(_ ip: IPAddress, now: Instant) -> Bool {
-        let rate = configuration.unauthenticatedRate, burst = configuration.unauthenticatedBurst
+        guard let rate = configuration.unauthenticatedRate else { return true }
+        let burst = configuration.unauthenticatedBurst
         let ok: Bool
         if rateBuckets[ip] != nil {
             ok = rateBuckets[ip]?.take(1, rate: rate, burst: burst, now: now) ?? false
@@ -471,7 +472,12 @@ public struct TURNServer: Sendable {
     }
 
     private mutating func pruneRateBuckets(now: Instant) {
-        let rate = configuration.unauthenticatedRate, burst = configuration.unauthenticatedBurst
+        guard let rate = configuration.unauthenticatedRate else {
+            rateBuckets = [:]
+            nextRatePrune = nil
+            return
+        }
+        let burst = configuration.unauthenticatedBurst
         rateBuckets = rateBuckets.filter { !$0.value.isFull(rate: rate, burst: burst, now: now) }
         nextRatePrune = rateBuckets.isEmpty ? nil : now + .seconds(10)
     }

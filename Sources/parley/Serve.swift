@@ -206,10 +206,8 @@ extension Serve {
         engine.maxAllocationsPerUser = perUser
         engine.maxAllocations = total
         engine.bandwidthLimit = bandwidth > 0 ? bandwidth : nil
-        // 0 = no limit: a rate no source can reach (an infinite one would
-        // make the token bucket's refill NaN).
-        engine.unauthenticatedRate = unauthenticatedRate > 0 ? Double(unauthenticatedRate) : 1e12
-        engine.unauthenticatedBurst = unauthenticatedRate > 0 ? Double(2 * unauthenticatedRate) : 1e12
+        engine.unauthenticatedRate = unauthenticatedRate > 0 ? Double(unauthenticatedRate) : nil
+        engine.unauthenticatedBurst = Double(2 * max(unauthenticatedRate, 1))
         engine.allowLoopbackPeers = loopback
         if loopback { logger.warning("TURN relays to loopback peers are allowed (--allow-loopback-peers): tests only") }
 

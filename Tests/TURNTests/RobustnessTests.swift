@@ -29,6 +29,17 @@ struct RobustnessTests {
         #expect(r.first(.unknownAttributes) == .unknownAttributes([STUNAttributeType.priority.rawValue]))
     }
 
+    @Test func noUnauthenticatedLimitAnswersEverything() throws {
+        // `parley serve --turn-unauthenticated-rate 0`: benchmarks send from
+        // one address, as coturn (which has no such limit) is measured.
+        let h = Harness { $0.unauthenticatedRate = nil }
+        var answered = 0
+        for _ in 0..<1000 where !h.fromClient(bindingRequest(h.tid())).isEmpty { answered += 1 }
+        #expect(answered == 1000)
+        #expect(h.server.counters.rateLimited == 0)
+        #expect(h.server.pollTimeout() == nil)
+    }
+
     @Test func unauthenticatedAnswersAreRateLimitedPerSourceIP() throws {
         let h = Harness { $0.unauthenticatedRate = 5; $0.unauthenticatedBurst = 10 }
         var answered = 0
