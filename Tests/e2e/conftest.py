@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,6 +36,14 @@ PARLEY_BIN = Path(os.environ.get("PARLEY_BIN", str(DEFAULT_BIN)))
 PASSWORD = "s3cret-pass"
 DEFAULT_TIMEOUT = 5.0
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+
+
+def require_tools(*tools: str) -> None:
+    """Fail (never skip) when a peer or tool `make deps` installs is missing:
+    a test that quietly skips would pass on a machine that cannot run it."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: `make deps` installs them", pytrace=False)
 
 
 # --------------------------------------------------------------------------

@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pytest
 
-aiortc = pytest.importorskip("aiortc")
-np = pytest.importorskip("numpy")
 import aioice.ice  # noqa: E402
 from aiortc import (  # noqa: E402
     RTCConfiguration,

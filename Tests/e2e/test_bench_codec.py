@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from conftest import PARLEY_BIN
+from conftest import PARLEY_BIN, require_tools
 
 NUM = r"(\d+\.\d)"
 VIDEO = re.compile(
@@ -25,10 +24,7 @@ AUDIO = re.compile(
     rf"^opus (encode|decode) 48000Hz stereo 64kbps: parley {NUM}x realtime, (opusenc|opusdec) {NUM}x realtime, ratio (\d+\.\d{{3}})$"
 )
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(t) for t in ("vpxenc", "vpxdec", "opusenc", "opusdec")),
-    reason="vpx-tools and opus-tools are needed (make deps)",
-)
+require_tools("vpxenc", "vpxdec", "opusenc", "opusdec")
 
 
 def test_bench_codec_summary_lines(tmp_path):

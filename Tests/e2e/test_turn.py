@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
@@ -21,14 +20,15 @@ import time
 import pytest
 
 import turn_client as tc
-from conftest import Harness, ParleyServer, _free_turn_port, metric_value
+from conftest import Harness, ParleyServer, _free_turn_port, metric_value, require_tools
 
 SECRET = "e2e-shared-secret"
 REALM = "parley.test"
 STATIC_USER, STATIC_PASSWORD = "test", "secret"
 
-needs_coturn = pytest.mark.skipif(shutil.which("turnutils_uclient") is None,
-                                  reason="coturn's test clients are not installed (apt package coturn)")
+require_tools("turnutils_uclient", "turnutils_stunclient", "openssl")
+# Kept as a marker of which tests drive coturn's clients.
+needs_coturn = pytest.mark.coturn
 
 
 def _turn_args() -> list[str]:
@@ -323,8 +323,6 @@ def test_loopback_peers_allowed_with_flag(turn_server):
 # --------------------------------------------------------------------------
 
 async def test_two_aiortc_peers_connect_only_through_parley_turn(turn_server, monkeypatch, th):
-    pytest.importorskip("aiortc")
-    pytest.importorskip("numpy")
     import aioice.ice
     from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection, RTCRtpSender
     from media_tracks import Pattern, Tone
@@ -394,7 +392,6 @@ async def test_two_aiortc_peers_connect_only_through_parley_turn(turn_server, mo
 # TURN over TLS
 # --------------------------------------------------------------------------
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl command not installed")
 async def test_turn_over_tls(server_factory, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
