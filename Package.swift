@@ -31,6 +31,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "COpus", pkgConfig: "opus", providers: [.apt(["libopus-dev"])]),
         .systemLibrary(name: "CVPX", pkgConfig: "vpx", providers: [.apt(["libvpx-dev"])]),
+        // recvmmsg/sendmmsg, epoll and eventfd, which Swift's Glibc module does not import.
+        .target(name: "CSockets"),
         .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
 
         // Media core, written here from the RFCs, sans-IO.
@@ -75,12 +77,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The IO edge of the media side (SwiftNIO): the TURN listeners and
-        // relay sockets around the sans-IO TURN engine, on one event loop.
+        // The IO edge of the media side: the TURN engine's own UDP loop
+        // (recvmmsg/sendmmsg over epoll) and its TCP/TLS listeners on SwiftNIO.
         .target(
             name: "MediaServer",
             dependencies: [
-                "TURN", "STUN", "RTCBase",
+                "TURN", "STUN", "RTCBase", "CSockets",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

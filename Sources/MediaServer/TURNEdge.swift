@@ -1,433 +1,418 @@
+import CSockets
+import Foundation
+import Glibc
 import Logging
 import NIOCore
-import NIOPosix
 import RTCBase
+import STUN
+import Synchronization
 import TURN
 
-/// The IO half of the TURN server: it owns one `TURNServer` engine and every
-/// socket the engine works through — the UDP listener, the TCP/TLS
-/// connections and the relay sockets — all on ONE event loop. The engine is
-/// a plain value mutated only from that loop, so nothing on the hot path
-/// takes a lock; handlers reach this object through `NIOLoopBound`, which
-/// checks the thread in debug builds.
+/// The UDP half of the TURN server and the owner of its engine: one thread
+/// running its own epoll loop over the UDP listener and every relay socket.
 ///
-/// Writes are batched: handlers write without flushing, and at the end of a
-/// read cycle (`channelReadComplete`) or of a timer/bind callback `endCycle`
-/// flushes every channel written to, once.
-final class TURNEdge {
-    let loop: any EventLoop
-    var engine: TURNServer
-    let logger: Logger
-    let metrics: TURNMetrics?
-    /// Where relay sockets are bound (the engine names them by the public address).
-    let relayBindHost: String
-    let vectorReadCount: Int
-    let maxDatagramSize: Int
-
-    var listener: (any Channel)?
-    var servers: [any Channel] = []
-    /// Bound relay sockets by port (relays share one IP, so the port names them).
-    var relays: [UInt16: any Channel] = [:]
-    var streams: [TURNConnectionID: any Channel] = [:]
-    private var nextConnection: UInt64 = 1
-    var framingErrors = 0
-    private(set) var isClosed = false
-
-    private var timer: Scheduled<Void>?
-    private var timerAt: Instant?
-    private var metricsTask: Scheduled<Void>?
-
-    /// Channels written to since the last flush.
-    private var dirty: [ObjectIdentifier: any Channel] = [:]
-
-    /// Peer → client ChannelData is assembled here (4-byte header, payload,
-    /// padding) and sent as slices of this one buffer at the end of the
-    /// cycle. Slices are taken only after the cycle's last write, so writing
-    /// never copies the storage; once NIO has sent them the storage is ours
-    /// again and `clear()` reuses it: no allocation per relayed packet.
-    private var arena: ByteBuffer
-    private var outbox: [Outgoing] = []
-    private struct Outgoing {
-        var channel: any Channel
-        var address: SocketAddress?
-        var offset: Int
-        var length: Int
+/// Why not NIO here: NIO's datagram channel costs a few heap objects per
+/// datagram (the envelope, its socket address, the pipeline's boxing) and
+/// one buffer per relay socket. This loop reads with recvmmsg into one set
+/// of preallocated slots, lets the engine route each datagram in place, and
+/// sends with sendmmsg straight from those slots (ChannelData payloads are
+/// never copied) — no allocation per packet, one receive buffer for all
+/// relays. TCP and TLS stay on NIO (`TURNStreams`) and reach the engine
+/// through the inbox; what the engine sends them goes back to their event
+/// loop in one batch per cycle.
+///
+/// The engine is a plain value only this thread touches, driven with the
+/// clock read once per batch (sans-IO, as everywhere in Parley).
+final class TURNEdge: @unchecked Sendable {
+    struct Settings {
+        var listenerBatch = 64
+        var relayBatch = 16
+        var slotSize = 2048
+        var slots = 256
+        var listenerBuffer = 4 << 20
+        var relayBuffer = 1 << 20
     }
 
-    /// SocketAddress boxes its sockaddr (a heap allocation); relayed packets
-    /// go to a handful of addresses, so keep them.
-    private var socketAddresses: [TransportAddress: SocketAddress] = [:]
+    /// Work handed over from other threads.
+    enum Inbound: Sendable {
+        /// One whole message a stream framer cut from a TCP/TLS connection.
+        case streamMessage([UInt8], client: TransportAddress, transport: TURNTransport)
+        case streamClosed(TURNConnectionID)
+        /// Runs on the edge's thread (queries, shutdown).
+        case task(@Sendable (TURNEdge) -> Void)
+    }
 
-    init(loop: any EventLoop, engine: TURNServer, logger: Logger, metrics: TURNMetrics?, relayBindHost: String,
-         vectorReadCount: Int, maxDatagramSize: Int) {
-        self.loop = loop
+    private var engine: TURNServer
+    let logger: Logger
+    private let metrics: TURNMetrics?
+    private let settings: Settings
+    let listenerFD: Int32
+    /// The address the listener is bound to (its port is the TURN port).
+    let listenerAddress: TransportAddress
+    /// Where relay sockets are bound (the engine names them by the public address).
+    private let relayBindIP: IPAddress
+    private let streams: TURNStreams
+
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private var relayFDs: [UInt16: Int32] = [:]
+    private var relayByFD: [Int32: TransportAddress] = [:]
+    private let slots: ReceiveSlots
+    private let queue: SendQueue
+    private var streamOutput: [TURNStreams.Output] = []
+    private var events: UnsafeMutablePointer<epoll_event>
+    private let eventCapacity = 256
+
+    private let inbox = Mutex<(items: [Inbound], stopped: Bool)>(([], false))
+    private var running = true
+    private var nextMetrics: Instant?
+    private(set) var receiveErrors = 0
+    private var truncated = 0
+    private let finished = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    private let exited = Atomic<Bool>(false)
+
+    private static let listenerToken: UInt64 = 1 << 32
+    private static let wakeToken: UInt64 = 1 << 33
+
+    init(engine: TURNServer, listen: TransportAddress, relayBindIP: IPAddress, streams: TURNStreams, settings: Settings,
+         metrics: TURNMetrics?, logger: Logger) throws {
         self.engine = engine
         self.logger = logger
         self.metrics = metrics
-        self.relayBindHost = relayBindHost
-        self.vectorReadCount = vectorReadCount
-        self.maxDatagramSize = maxDatagramSize
-        arena = ByteBufferAllocator().buffer(capacity: 256 * 1024)
-        outbox.reserveCapacity(vectorReadCount)
+        self.settings = settings
+        self.relayBindIP = relayBindIP
+        self.streams = streams
+        listenerFD = try UDPSocket.bind(listen, receiveBuffer: settings.listenerBuffer, sendBuffer: settings.listenerBuffer)
+        listenerAddress = UDPSocket.localAddress(listenerFD) ?? listen
+        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+        wakeFD = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
+        slots = ReceiveSlots(slotCount: settings.slots, slotSize: settings.slotSize)
+        queue = SendQueue(capacity: 512, arenaSize: 256 * 1024)
+        events = .allocate(capacity: eventCapacity)
+        guard epollFD >= 0, wakeFD >= 0 else {
+            let code = errno
+            closeDescriptors()
+            throw SocketCallError(call: "epoll_create1/eventfd", code: code)
+        }
+        watch(listenerFD, token: TURNEdge.listenerToken)
+        watch(wakeFD, token: TURNEdge.wakeToken)
     }
 
-    // MARK: - Client input
+    deinit { events.deallocate() }
 
-    /// A datagram on the UDP listener.
-    func clientDatagram(_ buffer: ByteBuffer, from remote: SocketAddress) {
-        guard !isClosed, let client = AddressConversion.transportAddress(remote) else { return }
-        let now = MonotonicClock.now()
-        if let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), first & 0xC0 == 0x40 {
-            // Fast path: ChannelData goes out as a slice of the receive buffer.
-            let route = buffer.withUnsafeReadableBytes { engine.routeChannelData($0, from: client, transport: .udp, now: now) }
-            guard let route, let relay = relays[route.relay.port],
-                  let payload = buffer.getSlice(at: buffer.readerIndex + route.payload.lowerBound,
-                                                length: route.payload.count) else { return }
-            write(AddressedEnvelope(remoteAddress: socketAddress(route.peer), data: payload), to: relay)
+    private func watch(_ fd: Int32, token: UInt64) {
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.u64 = token
+        _ = epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event)
+    }
+
+    private func closeDescriptors() {
+        for fd in relayFDs.values { close(fd) }
+        relayFDs = [:]
+        relayByFD = [:]
+        if listenerFD >= 0 { close(listenerFD) }
+        if epollFD >= 0 { close(epollFD) }
+        if wakeFD >= 0 { close(wakeFD) }
+    }
+
+    // MARK: - Thread
+
+    /// Starts the loop on its own thread.
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "parley-turn-udp"
+        thread.start()
+    }
+
+    /// Hands `items` to the loop and wakes it. After `stop()`, tasks run on
+    /// the caller's thread (the loop has let go of its state) and the rest is dropped.
+    func post(_ items: [Inbound]) {
+        let accepted = inbox.withLock { box -> Bool in
+            guard !box.stopped else { return false }
+            box.items.append(contentsOf: items)
+            return true
+        }
+        if accepted {
+            var one: UInt64 = 1
+            _ = write(wakeFD, &one, 8)
+        } else {
+            // The loop is closing down: wait until it has let go of its state.
+            while !exited.load(ordering: .acquiring) { sched_yield() }
+            for case .task(let body) in items { body(self) }
+        }
+    }
+
+    /// Runs `body` on the loop's thread and returns its result.
+    func submit<T: Sendable>(_ body: @escaping @Sendable (TURNEdge) -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            post([.task { edge in continuation.resume(returning: body(edge)) }])
+        }
+    }
+
+    /// Stops the loop, closes every socket, and returns once the thread is done.
+    func stop() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            finished.withLock { $0 = continuation }
+            post([.task { edge in edge.running = false }])
+            if exited.load(ordering: .acquiring) { finished.withLock { $0.take() }?.resume() }
+        }
+    }
+
+    private func run() {
+        if metrics != nil { nextMetrics = MonotonicClock.now() }
+        while running {
+            let timeout = waitMilliseconds(now: MonotonicClock.now())
+            let ready = epoll_wait(epollFD, events, Int32(eventCapacity), timeout)
+            if ready < 0, errno != EINTR {
+                logger.error("TURN epoll_wait failed", metadata: ["errno": "\(errno)"])
+                break
+            }
+            var now = MonotonicClock.now()
+            for e in 0..<max(0, Int(ready)) {
+                let token = events[e].data.u64
+                if token == TURNEdge.listenerToken {
+                    readListener(now: &now)
+                } else if token == TURNEdge.wakeToken {
+                    drainInbox(now: now)
+                } else {
+                    let fd = Int32(truncatingIfNeeded: token)
+                    if let relay = relayByFD[fd] { readRelay(fd, relay: relay, now: now) }
+                }
+            }
+            if let deadline = engine.pollTimeout(), deadline <= now {
+                engine.handleTimeout(now: now)
+                drainActions(now: now)
+            }
+            endCycle()
+            if let at = nextMetrics, at <= now {
+                syncMetrics()
+                nextMetrics = now + .milliseconds(250)
+            }
+        }
+        // Shutdown: nothing more is accepted; run what was posted meanwhile.
+        let left = inbox.withLock { box -> [Inbound] in
+            box.stopped = true
+            defer { box.items = [] }
+            return box.items
+        }
+        for case .task(let body) in left { body(self) }
+        endCycle()
+        syncMetrics()
+        closeDescriptors()
+        exited.store(true, ordering: .releasing)
+        finished.withLock { $0.take() }?.resume()
+    }
+
+    private func waitMilliseconds(now: Instant) -> Int32 {
+        var deadline = engine.pollTimeout()
+        if let m = nextMetrics { deadline = deadline.map { min($0, m) } ?? m }
+        guard let deadline else { return 1000 }
+        let nanos = (deadline - now).nanoseconds
+        if nanos <= 0 { return 0 }
+        return Int32(min(1000, (nanos + 999_999) / 1_000_000))
+    }
+
+    /// Sends what the cycle queued, then lets the receive slots go.
+    private func endCycle() {
+        queue.flush()
+        slots.reset()
+        if !streamOutput.isEmpty {
+            streams.deliver(streamOutput)
+            streamOutput.removeAll(keepingCapacity: true)
+        }
+    }
+
+    // MARK: - Input
+
+    /// Datagrams from clients: read until the socket is empty or a few
+    /// batches went by (so relays get their turn).
+    private func readListener(now: inout Instant) {
+        for _ in 0..<4 {
+            if slots.free < settings.listenerBatch { endCycle() }
+            let (first, count) = slots.receive(from: listenerFD, limit: settings.listenerBatch)
+            if count < 0 { receiveErrors += 1 }
+            guard count > 0 else { return }
+            for slot in first..<(first + count) { clientDatagram(slot, now: now) }
+            if count < settings.listenerBatch { return }
+            now = MonotonicClock.now()
+        }
+    }
+
+    private func clientDatagram(_ slot: Int, now: Instant) {
+        let d = slots.datagram(slot)
+        guard let client = SocketAddressBytes.read(d.source, length: d.sourceLength) else { return }
+        if d.truncated { truncated += 1 }
+        let bytes = d.bytes
+        guard let first = bytes.first else {
+            engine.handleClientPacket(bytes, from: client, transport: .udp, now: now)
             return
         }
-        buffer.withUnsafeReadableBytes { engine.handleClientPacket($0, from: client, transport: .udp, now: now) }
+        if first & 0xC0 == 0x40 {
+            // ChannelData: the payload leaves from the receive slot.
+            guard let route = engine.routeChannelData(bytes, from: client, transport: .udp, now: now),
+                  let relayFD = relayFDs[route.relay.port] else { return }
+            queue.append(fd: relayFD, to: route.peer, payload: UnsafeRawBufferPointer(rebasing: bytes[route.payload]))
+            return
+        }
+        var handled = true
+        queue.append(fd: listenerFD, to: client, reserving: TURNServer.bindingResponseCapacity) { out in
+            switch engine.answerBinding(bytes, from: client, now: now, into: out) {
+            case .answered(let count): return count
+            case .dropped: return nil
+            case .notHandled:
+                handled = false
+                return nil
+            }
+        }
+        guard !handled else { return }
+        engine.handleClientPacket(bytes, from: client, transport: .udp, now: now)
         drainActions(now: now)
     }
 
-    /// One message a stream framer cut from a TCP/TLS connection.
-    func streamMessage(_ bytes: UnsafeRawBufferPointer, from client: TransportAddress, transport: TURNTransport) {
-        guard !isClosed else { return }
-        let now = MonotonicClock.now()
+    private func readRelay(_ fd: Int32, relay: TransportAddress, now: Instant) {
+        if slots.free < settings.relayBatch { endCycle() }
+        let (first, count) = slots.receive(from: fd, limit: settings.relayBatch)
+        if count < 0 { receiveErrors += 1 }
+        guard count > 0 else { return }
+        for slot in first..<(first + count) {
+            let d = slots.datagram(slot)
+            guard let peer = SocketAddressBytes.read(d.source, length: d.sourceLength) else { continue }
+            if d.truncated { truncated += 1 }
+            let bytes = d.bytes
+            switch engine.routePeerData(bytes, relay: relay, from: peer, now: now) {
+            case .channelData(let channel, let client, let transport, let padding)?:
+                switch transport {
+                case .udp:
+                    // A 4-byte header from the queue's arena, the payload from the slot.
+                    queue.append(fd: listenerFD, to: client, reserving: 4, payload: bytes) { out in
+                        out.storeBytes(of: channel.bigEndian, toByteOffset: 0, as: UInt16.self)
+                        out.storeBytes(of: UInt16(truncatingIfNeeded: bytes.count).bigEndian, toByteOffset: 2, as: UInt16.self)
+                        return 4
+                    }
+                case .tcp(let id), .tls(let id):
+                    var framed = [UInt8]()
+                    framed.reserveCapacity(4 + bytes.count + padding)
+                    framed.append(UInt8(channel >> 8))
+                    framed.append(UInt8(truncatingIfNeeded: channel))
+                    framed.append(UInt8(truncatingIfNeeded: bytes.count >> 8))
+                    framed.append(UInt8(truncatingIfNeeded: bytes.count))
+                    framed.append(contentsOf: bytes)
+                    framed.append(contentsOf: repeatElement(0, count: padding))
+                    streamOutput.append(.write(id, framed))
+                }
+            case .queued?:
+                drainActions(now: now)
+            case nil:
+                break
+            }
+        }
+    }
+
+    private func drainInbox(now: Instant) {
+        var value: UInt64 = 0
+        _ = read(wakeFD, &value, 8)
+        let items = inbox.withLock { box -> [Inbound] in
+            defer { box.items.removeAll(keepingCapacity: true) }
+            return box.items
+        }
+        for item in items {
+            switch item {
+            case .streamMessage(let bytes, let client, let transport):
+                bytes.withUnsafeBytes { streamMessage($0, from: client, transport: transport, now: now) }
+            case .streamClosed(let id):
+                engine.handleConnectionClosed(id, now: now)
+                drainActions(now: now)
+            case .task(let body):
+                body(self)
+            }
+        }
+    }
+
+    private func streamMessage(_ bytes: UnsafeRawBufferPointer, from client: TransportAddress, transport: TURNTransport,
+                               now: Instant) {
         if let first = bytes.first, first & 0xC0 == 0x40 {
-            // The payload lives in the framer's buffer: copy it into the arena.
+            // The message dies with this call: copy the payload into the queue.
             guard let route = engine.routeChannelData(bytes, from: client, transport: transport, now: now),
-                  let relay = relays[route.relay.port] else { return }
-            let offset = arena.writerIndex
-            arena.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[route.payload]))
-            outbox.append(Outgoing(channel: relay, address: socketAddress(route.peer), offset: offset,
-                                   length: route.payload.count))
+                  let relayFD = relayFDs[route.relay.port] else { return }
+            queue.append(fd: relayFD, to: route.peer, copying: UnsafeRawBufferPointer(rebasing: bytes[route.payload]))
             return
         }
         engine.handleClientPacket(bytes, from: client, transport: transport, now: now)
         drainActions(now: now)
     }
 
-    func registerStream(_ channel: any Channel) -> TURNConnectionID {
-        let id = TURNConnectionID(nextConnection)
-        nextConnection += 1
-        streams[id] = channel
-        return id
-    }
-
-    func streamClosed(_ id: TURNConnectionID) {
-        guard streams.removeValue(forKey: id) != nil, !isClosed else { return }
-        engine.handleConnectionClosed(id, now: MonotonicClock.now())
-        drainActions(now: MonotonicClock.now())
-        endCycle()
-    }
-
-    // MARK: - Peer input
-
-    /// A datagram on the relay socket whose public address is `relay`.
-    func peerDatagram(_ buffer: ByteBuffer, from remote: SocketAddress, relay: TransportAddress) {
-        guard !isClosed, let peer = AddressConversion.transportAddress(remote) else { return }
-        let now = MonotonicClock.now()
-        let route = buffer.withUnsafeReadableBytes { engine.routePeerData($0, relay: relay, from: peer, now: now) }
-        switch route {
-        case .channelData(let channel, let client, let transport, let padding)?:
-            let target: (any Channel)?
-            let address: SocketAddress?
-            switch transport {
-            case .udp:
-                target = listener
-                address = socketAddress(client)
-            case .tcp(let id), .tls(let id):
-                target = streams[id]
-                address = nil
-            }
-            guard let target else { return }
-            let offset = arena.writerIndex
-            arena.writeInteger(channel)
-            arena.writeInteger(UInt16(truncatingIfNeeded: buffer.readableBytes))
-            arena.writeImmutableBuffer(buffer)
-            if padding > 0 { arena.writeRepeatingByte(0, count: padding) }
-            outbox.append(Outgoing(channel: target, address: address, offset: offset, length: arena.writerIndex - offset))
-        case .queued?:
-            drainActions(now: now)
-        case nil:
-            break
-        }
-    }
-
-    func relayClosed(port: UInt16, channel: any Channel) {
-        if let current = relays[port], current === channel { relays[port] = nil }
-    }
-
     // MARK: - Engine actions
 
-    func drainActions(now: Instant) {
+    private func drainActions(now: Instant) {
         while let action = engine.pollAction() {
             switch action {
             case .sendToClient(let bytes, let client, let transport):
                 switch transport {
                 case .udp:
-                    guard let listener else { continue }
-                    write(AddressedEnvelope(remoteAddress: socketAddress(client), data: ByteBuffer(bytes: bytes)), to: listener)
+                    bytes.withUnsafeBytes { queue.append(fd: listenerFD, to: client, copying: $0) }
                 case .tcp(let id), .tls(let id):
-                    guard let stream = streams[id] else { continue }
-                    stream.write(ByteBuffer(bytes: bytes), promise: nil)
-                    markDirty(stream)
+                    streamOutput.append(.write(id, bytes))
                 }
             case .sendToPeer(let bytes, let relay, let peer):
-                guard let channel = relays[relay.port] else { continue }
-                write(AddressedEnvelope(remoteAddress: socketAddress(peer), data: ByteBuffer(bytes: bytes)), to: channel)
+                guard let fd = relayFDs[relay.port] else { continue }
+                bytes.withUnsafeBytes { queue.append(fd: fd, to: peer, copying: $0) }
             case .bindRelay(let relay, let id):
-                bindRelay(relay, id: id)
+                bindRelay(relay, id: id, now: now)
             case .closeRelay(let relay):
-                relays.removeValue(forKey: relay.port)?.close(promise: nil)
+                closeRelay(port: relay.port)
             case .closeConnection(let id):
-                streams[id]?.close(promise: nil)
+                streamOutput.append(.close(id))
             }
         }
     }
 
-    private func bindRelay(_ relay: TransportAddress, id: TURNAllocationID) {
-        let bound = NIOLoopBound(self, eventLoop: loop)
-        DatagramBootstrap(group: loop)
-            // The event loop serves the listener and every relay in turn; a
-            // relay's queue must hold what arrives meanwhile (the kernel's
-            // default, ~170 full-size datagrams, overflowed at ~12k msg/s).
-            // Only queued bytes use memory, so a deep limit costs nothing idle.
-            .channelOption(.socketOption(.so_rcvbuf), value: 1 << 20)
-            .channelOption(.socketOption(.so_sndbuf), value: 1 << 20)
-            .channelOption(.datagramVectorReadMessageCount, value: vectorReadCount)
-            // NIO splits one receive buffer evenly among the vector slots.
-            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: vectorReadCount * maxDatagramSize))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RelayHandler(edge: bound.value, relay: relay))
-                }
-            }
-            .bind(host: relayBindHost, port: Int(relay.port))
-            .assumeIsolated()
-            .whenComplete { result in
-                let now = MonotonicClock.now()
-                switch result {
-                case .success(let channel):
-                    if self.isClosed || !self.engine.relayBound(id, now: now) {
-                        channel.close(promise: nil)
-                    } else {
-                        self.relays[relay.port] = channel
-                    }
-                case .failure(let error):
-                    self.logger.debug("relay bind failed", metadata: ["port": "\(relay.port)", "error": "\(error)"])
-                    if !self.isClosed { self.engine.relayBindFailed(id, now: now) }
-                }
-                self.drainActions(now: now)
-                self.endCycle()
-            }
-    }
-
-    // MARK: - Output
-
-    private func socketAddress(_ address: TransportAddress) -> SocketAddress {
-        if let cached = socketAddresses[address] { return cached }
-        if socketAddresses.count >= 4096 { socketAddresses.removeAll(keepingCapacity: true) }
-        let made = AddressConversion.socketAddress(address)
-        socketAddresses[address] = made
-        return made
-    }
-
-    private func write(_ envelope: AddressedEnvelope<ByteBuffer>, to channel: any Channel) {
-        channel.write(envelope, promise: nil)
-        markDirty(channel)
-    }
-
-    @inline(__always)
-    private func markDirty(_ channel: any Channel) {
-        dirty[ObjectIdentifier(channel)] = channel
-    }
-
-    /// The end of a read cycle or callback: send what the arena holds, flush
-    /// each channel written to once, re-arm the engine's timer.
-    func endCycle() {
-        if !outbox.isEmpty {
-            for item in outbox {
-                guard let slice = arena.getSlice(at: item.offset, length: item.length) else { continue }
-                if let address = item.address {
-                    item.channel.write(AddressedEnvelope(remoteAddress: address, data: slice), promise: nil)
-                } else {
-                    item.channel.write(slice, promise: nil)
-                }
-                markDirty(item.channel)
-            }
-            outbox.removeAll(keepingCapacity: true)
-        }
-        if !dirty.isEmpty {
-            for channel in dirty.values { channel.flush() }
-            dirty.removeAll(keepingCapacity: true)
-        }
-        // Slices sent by now were released by NIO, so this reuses the storage.
-        arena.clear()
-        armTimer()
-    }
-
-    // MARK: - Timers
-
-    private func armTimer() {
-        guard !isClosed, let deadline = engine.pollTimeout() else { return }
-        if let at = timerAt, at <= deadline { return }
-        timer?.cancel()
-        timerAt = deadline
-        timer = loop.assumeIsolated().scheduleTask(deadline: MonotonicClock.deadline(deadline)) { [self] in
-            timerAt = nil
-            timer = nil
-            guard !isClosed else { return }
-            let now = MonotonicClock.now()
-            engine.handleTimeout(now: now)
-            drainActions(now: now)
-            endCycle()
-        }
-    }
-
-    /// Copies the engine's counters to Prometheus every 250 ms.
-    func startMetrics() {
-        guard metrics != nil, !isClosed else { return }
-        syncMetrics()
-        metricsTask = loop.assumeIsolated().scheduleTask(in: .milliseconds(250)) { [self] in startMetrics() }
-    }
-
-    func syncMetrics() {
-        metrics?.sync(engine.counters, framingErrors: framingErrors, allocations: engine.allocationCount,
-                      relays: relays.count, streams: streams.count)
-    }
-
-    // MARK: - Shutdown
-
-    /// Closes listeners, connections and relay sockets.
-    func close() -> EventLoopFuture<Void> {
-        guard !isClosed else { return loop.makeSucceededVoidFuture() }
-        isClosed = true
-        timer?.cancel()
-        metricsTask?.cancel()
-        let channels: [any Channel] = (listener.map { [$0] } ?? []) + servers + Array(relays.values) + Array(streams.values)
-        listener = nil
-        servers = []
-        relays = [:]
-        streams = [:]
-        let closing = channels.map { channel in channel.close().recover { _ in } }
-        syncMetrics()
-        return EventLoopFuture.andAllComplete(closing, on: loop)
-    }
-}
-
-// MARK: - Handlers
-
-/// The UDP listener on the TURN port.
-final class ListenerHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    private let edge: TURNEdge
-
-    init(edge: TURNEdge) { self.edge = edge }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let envelope = unwrapInboundIn(data)
-        edge.clientDatagram(envelope.data, from: envelope.remoteAddress)
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        edge.endCycle()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A UDP socket survives errors such as ICMP unreachable: keep serving.
-        edge.logger.debug("TURN UDP listener error", metadata: ["error": "\(error)"])
-    }
-}
-
-/// One relay socket: datagrams from peers.
-final class RelayHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    private let edge: TURNEdge
-    private let relay: TransportAddress
-
-    init(edge: TURNEdge, relay: TransportAddress) {
-        self.edge = edge
-        self.relay = relay
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let envelope = unwrapInboundIn(data)
-        edge.peerDatagram(envelope.data, from: envelope.remoteAddress, relay: relay)
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        edge.endCycle()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        edge.relayClosed(port: relay.port, channel: context.channel)
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        edge.logger.debug("TURN relay socket error", metadata: ["port": "\(relay.port)", "error": "\(error)"])
-    }
-}
-
-/// A TURN client over TCP or TLS (behind NIOSSLServerHandler): RFC 8656
-/// framing with `TURNStreamFramer`.
-final class StreamHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    private let edge: TURNEdge
-    private let secure: Bool
-    private var framer: TURNStreamFramer
-    private var id: TURNConnectionID?
-    private var client: TransportAddress?
-    private var transport: TURNTransport = .udp
-
-    init(edge: TURNEdge, secure: Bool, maxMessageSize: Int) {
-        self.edge = edge
-        self.secure = secure
-        framer = TURNStreamFramer(maxMessageSize: maxMessageSize)
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        guard let remote = context.channel.remoteAddress, let client = AddressConversion.transportAddress(remote) else {
-            context.close(promise: nil)
+    private func bindRelay(_ relay: TransportAddress, id: TURNAllocationID, now: Instant) {
+        let fd: Int32
+        do {
+            // Only queued bytes use kernel memory, so a deep limit costs nothing idle.
+            // An IPv6 relay (RFC 8656 §7.2 REQUESTED-ADDRESS-FAMILY) binds its own address.
+            let ip = relay.ip.isV4 == relayBindIP.isV4 ? relayBindIP : relay.ip
+            fd = try UDPSocket.bind(TransportAddress(ip: ip, port: relay.port),
+                                    receiveBuffer: settings.relayBuffer, sendBuffer: settings.relayBuffer)
+        } catch {
+            logger.debug("relay bind failed", metadata: ["port": "\(relay.port)", "error": "\(error)"])
+            engine.relayBindFailed(id, now: now)
             return
         }
-        let id = edge.registerStream(context.channel)
-        self.id = id
-        self.client = client
-        transport = secure ? .tls(id) : .tcp(id)
-        context.fireChannelActive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let client else { return }
-        let buffer = unwrapInboundIn(data)
-        buffer.withUnsafeReadableBytes { framer.append($0) }
-        let transport = self.transport
-        let edge = self.edge
-        do {
-            while try framer.withNextMessage({ edge.streamMessage($0, from: client, transport: transport) }) != nil {}
-        } catch {
-            // RFC 8656 §12.5 gives no way to resynchronise a stream.
-            edge.framingErrors += 1
-            edge.logger.debug("TURN stream framing error", metadata: ["error": "\(error)"])
-            context.close(promise: nil)
+        guard engine.relayBound(id, now: now) else {
+            close(fd)
+            return
         }
+        relayFDs[relay.port] = fd
+        relayByFD[fd] = relay
+        watch(fd, token: UInt64(UInt32(bitPattern: fd)))
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        edge.endCycle()
+    private func closeRelay(port: UInt16) {
+        guard let fd = relayFDs.removeValue(forKey: port) else { return }
+        // Datagrams queued for this socket go first: its number may be reused.
+        queue.flush()
+        relayByFD[fd] = nil
+        close(fd)  // also leaves the epoll set
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        if let id { edge.streamClosed(id) }
-        id = nil
-        context.fireChannelInactive()
-    }
+    // MARK: - Introspection (on the loop's thread)
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        edge.logger.debug("TURN stream error", metadata: ["error": "\(error)"])
-        context.close(promise: nil)
+    var relayCount: Int { relayFDs.count }
+    var allocationCount: Int { engine.allocationCount }
+    var counters: TURNCounters { engine.counters }
+
+    func syncMetrics() {
+        metrics?.sync(engine.counters, framingErrors: streams.framingErrors, allocations: engine.allocationCount,
+                      relays: relayFDs.count, streams: streams.connectionCount,
+                      io: TURNIOCounters(sendFailures: queue.failed, receiveErrors: receiveErrors, truncated: truncated))
     }
+}
+
+/// The edge's own socket-level counters.
+struct TURNIOCounters {
+    var sendFailures = 0
+    var receiveErrors = 0
+    var truncated = 0
 }

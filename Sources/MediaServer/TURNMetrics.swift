@@ -13,6 +13,9 @@ final class TURNMetrics {
     /// Stream framing errors are the edge's own (the framer runs there).
     private let framing: Counter
     private var framingReported = 0
+    /// The UDP edge's own counters (datagrams the kernel refused, failed reads, cut datagrams).
+    private let ioCounters: [(KeyPath<TURNIOCounters, Int>, Counter)]
+    private var lastIO = TURNIOCounters()
     private let activeAllocations: Gauge
     private let relaySockets: Gauge
     private let streamConnections: Gauge
@@ -64,6 +67,12 @@ final class TURNMetrics {
             (\.bytesToClients, counter("turn_relayed_bytes", bytesHelp, [("direction", "to_client")])),
             (\.bindingResponses, counter("turn_binding_responses", "STUN Binding requests answered on the TURN port")),
         ]
+        let ioHelp = "TURN UDP socket errors, by kind"
+        ioCounters = [
+            (\.sendFailures, counter("turn_io_errors", ioHelp, [("kind", "send_failed")])),
+            (\.receiveErrors, counter("turn_io_errors", ioHelp, [("kind", "receive_failed")])),
+            (\.truncated, counter("turn_io_errors", ioHelp, [("kind", "truncated")])),
+        ]
         func gauge(_ name: String, _ help: String) -> Gauge {
             registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "parley", metricName: name, unitName: "",
                                                                 helpText: help))
@@ -73,7 +82,9 @@ final class TURNMetrics {
         streamConnections = gauge("turn_stream_connections", "Open TURN connections over TCP and TLS")
     }
 
-    func sync(_ counters: TURNCounters, framingErrors: Int, allocations: Int, relays: Int, streams: Int) {
+    func sync(_ counters: TURNCounters, framingErrors: Int, allocations: Int, relays: Int, streams: Int, io: TURNIOCounters) {
+        for (path, counter) in ioCounters { add(io[keyPath: path] - lastIO[keyPath: path], to: counter) }
+        lastIO = io
         for (path, counter) in refusals { add(counters[keyPath: path] - last[keyPath: path], to: counter) }
         for (path, counter) in volume { add(counters[keyPath: path] - last[keyPath: path], to: counter) }
         last = counters

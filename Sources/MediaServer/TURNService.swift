@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 import NIOPosix
@@ -27,10 +30,8 @@ public struct TURNServiceConfiguration: Sendable {
     public var relayBindHost: String?
     /// Datagrams read per system call (recvmmsg) on the UDP listener.
     public var vectorReadCount = 64
-    /// The same for each relay socket: fewer, since NIO keeps a receive
-    /// buffer of `count × maxDatagramSize` per socket and there may be
-    /// thousands of relays.
-    public var relayVectorReadCount = 8
+    /// The same for each relay socket (relays take turns with the listener).
+    public var relayVectorReadCount = 16
     /// Largest datagram read whole; longer ones are truncated (and then
     /// refused as malformed). WebRTC keeps packets under ~1200–1500 bytes.
     public var maxDatagramSize = 2048
@@ -55,26 +56,26 @@ public struct TURNServiceConfiguration: Sendable {
     }
 }
 
-/// Running TURN listeners. Everything lives on one event loop; the methods
-/// here hop onto it.
+/// Running TURN listeners: the UDP listener and relay sockets on the
+/// engine's own thread (`TURNEdge`), TCP and TLS on one NIO event loop
+/// (`TURNStreams`).
 public final class TURNListeners: Sendable {
     public let udpAddress: SocketAddress
     public let tcpAddress: SocketAddress
     public let tlsAddress: SocketAddress?
-    private let loop: any EventLoop
-    private let edge: NIOLoopBound<TURNEdge>
+    private let edge: TURNEdge
+    private let streams: TURNStreams
 
-    private init(udp: SocketAddress, tcp: SocketAddress, tls: SocketAddress?, loop: any EventLoop,
-                 edge: NIOLoopBound<TURNEdge>) {
+    private init(udp: SocketAddress, tcp: SocketAddress, tls: SocketAddress?, edge: TURNEdge, streams: TURNStreams) {
         udpAddress = udp
         tcpAddress = tcp
         tlsAddress = tls
-        self.loop = loop
         self.edge = edge
+        self.streams = streams
     }
 
-    /// Binds the listeners on one loop of `group` and returns once they
-    /// accept traffic. `registry`: where counters are exported (nil: none).
+    /// Binds the listeners (TCP/TLS on one loop of `group`) and returns once
+    /// they accept traffic. `registry`: where counters are exported (nil: none).
     public static func start(configuration: TURNServiceConfiguration,
                              group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
                              registry: PrometheusCollectorRegistry?, logger: Logger) async throws -> TURNListeners {
@@ -87,40 +88,25 @@ public final class TURNListeners: Sendable {
             return try NIOSSLContext(configuration: config)
         }
         let loop = group.next()
-        let relayHost = await relayBindAddress(configuration, loop: loop)
+        let listenIP = try resolve(configuration.host)
+        let relayIP = try relayBindAddress(configuration, listenIP: listenIP)
         // Random relay ports and indication ids (RFC 8656 §7.2).
         let engine = TURNServer(configuration: configuration.engine, seed: UInt64.random(in: .min ... .max))
         let metrics = registry.map { TURNMetrics(registry: $0) }
-        let metricsBox = UncheckedBox(metrics)
-        let edge = try await loop.submit {
-            NIOLoopBound(TURNEdge(loop: loop, engine: engine, logger: logger, metrics: metricsBox.value,
-                                  relayBindHost: relayHost,
-                                  vectorReadCount: configuration.relayVectorReadCount,
-                                  maxDatagramSize: configuration.maxDatagramSize), eventLoop: loop)
-        }.get()
+        var settings = TURNEdge.Settings()
+        settings.listenerBatch = max(1, configuration.vectorReadCount)
+        settings.relayBatch = max(1, configuration.relayVectorReadCount)
+        settings.slotSize = max(576, configuration.maxDatagramSize)
+        settings.slots = max(256, 2 * settings.listenerBatch)
+        let streams = TURNStreams(loop: loop)
+        // No SO_REUSEADDR on UDP: on Linux it would let a second process share the port.
+        let edge = try TURNEdge(engine: engine, listen: TransportAddress(ip: listenIP, port: UInt16(clamping: configuration.port)),
+                                relayBindIP: relayIP, streams: streams, settings: settings, metrics: metrics, logger: logger)
+        edge.start()
+        let port = Int(edge.listenerAddress.port)
         let maxMessage = configuration.engine.maxMessageSize
         do {
-            // No SO_REUSEADDR on UDP: on Linux it would let a second process
-            // share the port.
-            let udp = try await DatagramBootstrap(group: loop)
-                // Every client shares this one socket: ask for deep kernel
-                // buffers so a busy loop iteration does not drop bursts (the
-                // kernel caps this at net.core.rmem_max / wmem_max).
-                .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
-                .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
-                .channelOption(.datagramVectorReadMessageCount, value: configuration.vectorReadCount)
-                // NIO splits one receive buffer evenly among the vector slots.
-                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(
-                    capacity: configuration.vectorReadCount * configuration.maxDatagramSize))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ListenerHandler(edge: edge.value))
-                        edge.value.listener = channel
-                    }
-                }
-                .bind(host: configuration.host, port: configuration.port).get()
-            let udpAddress = try udp.localAddress ?? SocketAddress(ipAddress: configuration.host, port: configuration.port)
-            let port = udpAddress.port ?? configuration.port
+            let udpAddress = try SocketAddress(ipAddress: "\(edge.listenerAddress.ip)", port: port)
             func streamServer(port: Int, secure: Bool) async throws -> any Channel {
                 let server = try await ServerBootstrap(group: loop, childGroup: loop)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -132,18 +118,19 @@ public final class TURNListeners: Sendable {
                                 try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
                             }
                             try channel.pipeline.syncOperations.addHandler(
-                                StreamHandler(edge: edge.value, secure: secure, maxMessageSize: maxMessage))
+                                StreamHandler(streams: streams, edge: edge, secure: secure, maxMessageSize: maxMessage))
                         }
                     }
                     .bind(host: configuration.host, port: port).get()
-                try await loop.submit { edge.value.servers.append(server) }.get()
+                try await loop.submit { streams.servers.append(server) }.get()
                 return server
             }
+            // RFC 8656 §4: TCP on the same port number as UDP.
             let tcp = try await streamServer(port: port, secure: false)
             logger.info("TURN listening", metadata: ["udp": "\(configuration.host):\(port)",
                                                      "tcp": "\(configuration.host):\(port)",
                                                      "realm": "\(configuration.engine.realm)",
-                                                     "relay-bind": "\(relayHost)",
+                                                     "relay-bind": "\(relayIP)",
                                                      "relay-ports": "\(configuration.engine.relayPorts)"])
             var tlsAddress: SocketAddress?
             if let tls = configuration.tls {
@@ -151,47 +138,59 @@ public final class TURNListeners: Sendable {
                 tlsAddress = server.localAddress
                 logger.info("TURN over TLS listening", metadata: ["tls": "\(configuration.host):\(server.localAddress?.port ?? tls.port)"])
             }
-            try await loop.submit { edge.value.startMetrics() }.get()
-            return TURNListeners(udp: udpAddress, tcp: tcp.localAddress ?? udpAddress, tls: tlsAddress, loop: loop, edge: edge)
+            return TURNListeners(udp: udpAddress, tcp: tcp.localAddress ?? udpAddress, tls: tlsAddress, edge: edge, streams: streams)
         } catch {
-            try? await loop.flatSubmit { edge.value.close() }.get()
+            try? await loop.flatSubmit { streams.close() }.get()
+            await edge.stop()
             throw error
         }
     }
 
-    private static func relayBindAddress(_ configuration: TURNServiceConfiguration, loop: any EventLoop) async -> String {
-        if let host = configuration.relayBindHost { return host }
-        let publicText = "\(configuration.engine.publicIP)"
-        if publicText == configuration.host { return publicText }
-        guard let probe = try? await DatagramBootstrap(group: loop).bind(host: publicText, port: 0).get() else {
-            return configuration.host
+    /// `host` as an address: literal, or the first a name resolves to.
+    private static func resolve(_ host: String) throws -> IPAddress {
+        if let ip = IPAddress(host) { return ip }
+        let resolved = try SocketAddress.makeAddressResolvingHost(host, port: 0)
+        guard let address = AddressConversion.transportAddress(resolved) else {
+            throw SocketCallError(call: "resolve \(host)", code: EINVAL)
         }
-        try? await probe.close()
-        return publicText
+        return address.ip
+    }
+
+    /// Where relay sockets bind: `relayBindHost` when set; else the public IP
+    /// when this machine has it (a probe bind succeeds), else the listening
+    /// address — behind a 1:1 NAT the public address is not local.
+    private static func relayBindAddress(_ configuration: TURNServiceConfiguration, listenIP: IPAddress) throws -> IPAddress {
+        if let host = configuration.relayBindHost { return try resolve(host) }
+        let publicIP = configuration.engine.publicIP
+        if publicIP == listenIP { return publicIP }
+        guard let probe = try? UDPSocket.bind(TransportAddress(ip: publicIP, port: 0), receiveBuffer: 0, sendBuffer: 0) else {
+            return listenIP
+        }
+        close(probe)
+        return publicIP
     }
 
     /// Closes every listener, connection and relay socket.
     public func shutdown() async {
-        let edge = self.edge
-        try? await loop.flatSubmit { edge.value.close() }.get()
+        let streams = self.streams
+        try? await streams.loop.flatSubmit { streams.close() }.get()
+        await edge.stop()
     }
 
     /// Bound relay sockets right now.
     public func relaySocketCount() async throws -> Int {
-        let edge = self.edge
-        return try await loop.submit { edge.value.relays.count }.get()
+        await edge.submit { $0.relayCount }
     }
 
     /// Live allocations right now.
     public func allocationCount() async throws -> Int {
-        let edge = self.edge
-        return try await loop.submit { edge.value.engine.allocationCount }.get()
+        await edge.submit { $0.allocationCount }
     }
 
     /// The engine's counters, plus stream framing errors.
     public func counters() async throws -> (TURNCounters, framingErrors: Int) {
-        let edge = self.edge
-        return try await loop.submit { (edge.value.engine.counters, edge.value.framingErrors) }.get()
+        let streams = self.streams
+        return await edge.submit { ($0.counters, streams.framingErrors) }
     }
 }
 
@@ -217,10 +216,4 @@ public struct TURNService: Service, CustomStringConvertible {
         await listeners.shutdown()
         logger.info("TURN stopped")
     }
-}
-
-/// Carries a non-Sendable value onto the event loop that will own it.
-private struct UncheckedBox<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
 }

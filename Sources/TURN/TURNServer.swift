@@ -430,22 +430,52 @@ public struct TURNServer: Sendable {
             reply(view, client, transport, error: .unknownAttribute, attributes: [.unknownAttributes(unknown)], auth: nil)
             return
         }
+        var buffer = [UInt8](repeating: 0, count: TURNServer.bindingResponseCapacity)
+        guard let count = buffer.withUnsafeMutableBytes({ TURNServer.writeBindingSuccess(view, client, into: $0) }) else { return }
         counters.bindingResponses += 1
-        let fingerprint = view.fingerprintOffset != nil
-        var buffer = [UInt8](repeating: 0, count: stunHeaderSize + 24 + 8)
-        let count: Int? = buffer.withUnsafeMutableBytes { out in
-            do throws(STUNError) {
-                var w = try STUNMessageWriter(into: out, type: .bindingSuccess, transactionID: view.transactionID)
-                try w.appendAddress(.xorMappedAddress, client)
-                if fingerprint { try w.appendFingerprint() }
-                return w.count
-            } catch {
-                return nil
-            }
-        }
-        guard let count else { return }
         buffer.removeSubrange(count...)
         enqueue(.sendToClient(buffer, client: client, transport: transport))
+    }
+
+    /// Room a Binding success response needs: header, XOR-MAPPED-ADDRESS
+    /// (IPv6), FINGERPRINT.
+    public static let bindingResponseCapacity = stunHeaderSize + 24 + 8
+
+    private static func writeBindingSuccess(_ view: STUNMessageView, _ client: TransportAddress,
+                                            into out: UnsafeMutableRawBufferPointer) -> Int? {
+        do throws(STUNError) {
+            var w = try STUNMessageWriter(into: out, type: .bindingSuccess, transactionID: view.transactionID)
+            try w.appendAddress(.xorMappedAddress, client)
+            if view.fingerprintOffset != nil { try w.appendFingerprint() }
+            return w.count
+        } catch {
+            return nil
+        }
+    }
+
+    /// Fast path for the commonest request on a TURN port, a plain STUN
+    /// Binding request (ICE connectivity checks, NAT discovery): answers
+    /// straight into `out` (at least `bindingResponseCapacity` bytes), with
+    /// the same checks and counters as `handleClientPacket`, and allocates
+    /// nothing. `.notHandled`: anything else (including a Binding request
+    /// that needs an error answer) — pass it to `handleClientPacket`.
+    public mutating func answerBinding(_ bytes: UnsafeRawBufferPointer, from client: TransportAddress, now: Instant,
+                                       into out: UnsafeMutableRawBufferPointer) -> TURNBindingAnswer {
+        // Message type 0x0001 (Binding request) in the first two bytes.
+        guard bytes.count >= stunHeaderSize, bytes.count <= configuration.maxMessageSize,
+              bytes[0] == 0, bytes[1] == 1 else { return .notHandled }
+        let view: STUNMessageView
+        do {
+            view = try STUNMessageView(bytes)
+            if view.fingerprintOffset != nil { try view.verifyFingerprint() }
+        } catch {
+            return .notHandled
+        }
+        guard view.unknownComprehensionRequired(isKnown: TURNServer.isKnownAttribute).isEmpty else { return .notHandled }
+        guard allowUnauthenticated(client.ip, now: now) else { return .dropped }
+        guard let count = TURNServer.writeBindingSuccess(view, client, into: out) else { return .notHandled }
+        counters.bindingResponses += 1
+        return .answered(count)
     }
 
     /// One token from `ip`'s bucket (or the shared overflow bucket when the

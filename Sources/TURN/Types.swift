@@ -75,6 +75,16 @@ public enum TURNPeerRoute: Hashable, Sendable {
 }
 
 /// What `routeChannelData` decided for a ChannelData message from a client.
+/// What `TURNServer.answerBinding` did with a datagram.
+public enum TURNBindingAnswer: Hashable, Sendable {
+    /// A Binding success response of this many bytes is in the output buffer: send it to the client.
+    case answered(Int)
+    /// Refused by the per-source limit on unauthenticated answers (counted): send nothing.
+    case dropped
+    /// Not a plain Binding request: hand the datagram to `handleClientPacket`.
+    case notHandled
+}
+
 public struct TURNChannelRoute: Hashable, Sendable {
     /// Public relayed address: send from this relay socket.
     public var relay: TransportAddress

@@ -29,6 +29,46 @@ struct RobustnessTests {
         #expect(r.first(.unknownAttributes) == .unknownAttributes([STUNAttributeType.priority.rawValue]))
     }
 
+    /// `answerBinding` (the UDP edge's path) answers what `handleClientPacket`
+    /// would, byte for byte, and leaves everything else to it.
+    @Test func bindingFastPathMatchesTheQueuedAnswer() throws {
+        let h = Harness { $0.unauthenticatedRate = 5; $0.unauthenticatedBurst = 4 }
+        func fast(_ request: [UInt8], from client: TransportAddress = clientA) -> (TURNBindingAnswer, [UInt8]) {
+            var out = [UInt8](repeating: 0, count: TURNServer.bindingResponseCapacity)
+            let answer = request.withUnsafeBytes { bytes in
+                out.withUnsafeMutableBytes { h.server.answerBinding(bytes, from: client, now: h.now, into: $0) }
+            }
+            if case .answered(let n) = answer { return (answer, Array(out[..<n])) }
+            return (answer, [])
+        }
+        for fingerprint in [false, true] {
+            let tid = h.tid()
+            let (answer, bytes) = fast(bindingRequest(tid, fingerprint: fingerprint))
+            #expect(answer == .answered(fingerprint ? 40 : 32))
+            let queued = try #require(sendToClientActions(h.fromClient(bindingRequest(tid, fingerprint: fingerprint))).first?.bytes)
+            #expect(bytes == queued)
+        }
+        #expect(h.server.counters.bindingResponses == 4)
+        #expect(h.server.pollAction() == nil)
+        // Not plain Binding requests: ICE attributes (420 on the slow path),
+        // a bad FINGERPRINT, an Allocate, ChannelData, a truncated header.
+        let ice = try STUNMessage(type: .bindingRequest, transactionID: h.tid(), attributes: [.priority(1)]).encoded()
+        var badFingerprint = bindingRequest(h.tid(), fingerprint: true)
+        badFingerprint[badFingerprint.count - 1] ^= 1
+        let allocate = try STUNMessage(type: STUNMessageType(method: .allocate, messageClass: .request), transactionID: h.tid()).encoded()
+        for request in [ice, badFingerprint, allocate, [0x40, 0x00, 0x00, 0x00], Array(bindingRequest(h.tid()).prefix(12))] {
+            #expect(fast(request).0 == .notHandled)
+        }
+        #expect(h.server.counters.bindingResponses == 4)
+        // The per-source budget is shared with the slow path: burst 4, all used.
+        #expect(fast(bindingRequest(h.tid())).0 == .dropped)
+        h.now += .seconds(1)  // +5 tokens, capped at the burst of 4
+        for _ in 0..<4 { #expect(fast(bindingRequest(h.tid())).0 == .answered(32)) }
+        #expect(fast(bindingRequest(h.tid())).0 == .dropped)
+        #expect(h.server.counters.rateLimited >= 1)
+        #expect(fast(bindingRequest(h.tid()), from: clientB).0 == .answered(32))
+    }
+
     @Test func noUnauthenticatedLimitAnswersEverything() throws {
         // `parley serve --turn-unauthenticated-rate 0`: benchmarks send from
         // one address, as coturn (which has no such limit) is measured.
