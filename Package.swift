@@ -33,6 +33,9 @@ let package = Package(
         .systemLibrary(name: "CVPX", pkgConfig: "vpx", providers: [.apt(["libvpx-dev"])]),
         // recvmmsg/sendmmsg, epoll and eventfd, which Swift's Glibc module does not import.
         .target(name: "CSockets"),
+        // Raw non-blocking UDP for the media hot path: recvmmsg into
+        // preallocated slots, sendmmsg batches per socket, epoll.
+        .target(name: "UDPIO", dependencies: ["CSockets", "RTCBase"], swiftSettings: strict),
         .systemLibrary(name: "CSRTP", pkgConfig: "libsrtp2", providers: [.apt(["libsrtp2-dev"])]),
 
         // Media core, written here from the RFCs, sans-IO.
@@ -82,7 +85,7 @@ let package = Package(
         .target(
             name: "MediaServer",
             dependencies: [
-                "TURN", "STUN", "RTCBase", "CSockets",
+                "TURN", "STUN", "RTCBase", "UDPIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -107,7 +110,7 @@ let package = Package(
         .target(
             name: "TURNBench",
             dependencies: [
-                "STUN", "RTCBase",
+                "STUN", "RTCBase", "UDPIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -161,6 +164,7 @@ let package = Package(
         .testTarget(name: "TURNTests", dependencies: ["TURN", "STUN", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "CodecsTests", dependencies: ["Codecs"], swiftSettings: strict),
         .testTarget(name: "TURNBenchTests", dependencies: ["TURNBench", "STUN", "RTCBase"], swiftSettings: strict),
+        .testTarget(name: "UDPIOTests", dependencies: ["UDPIO", "RTCBase"], swiftSettings: strict),
         .testTarget(
             name: "MediaServerTests",
             dependencies: [

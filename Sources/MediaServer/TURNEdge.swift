@@ -1,4 +1,3 @@
-import CSockets
 import Foundation
 import Glibc
 import Logging
@@ -7,6 +6,7 @@ import RTCBase
 import STUN
 import Synchronization
 import TURN
+import UDPIO
 
 /// The UDP half of the TURN server and the owner of its engine: one thread
 /// running its own epoll loop over the UDP listener and every relay socket.
@@ -31,6 +31,7 @@ final class TURNEdge: @unchecked Sendable {
         var slots = 256
         var listenerBuffer = 4 << 20
         var relayBuffer = 1 << 20
+        var segmentation = true
     }
 
     /// Work handed over from other threads.
@@ -53,15 +54,13 @@ final class TURNEdge: @unchecked Sendable {
     private let relayBindIP: IPAddress
     private let streams: TURNStreams
 
-    private let epollFD: Int32
-    private let wakeFD: Int32
+    private let poll: EventPoll
+    private let wakeup: Wakeup
     private var relayFDs: [UInt16: Int32] = [:]
     private var relayByFD: [Int32: TransportAddress] = [:]
     private let slots: ReceiveSlots
     private let queue: SendQueue
     private var streamOutput: [TURNStreams.Output] = []
-    private var events: UnsafeMutablePointer<epoll_event>
-    private let eventCapacity = 256
 
     private let inbox = Mutex<(items: [Inbound], stopped: Bool)>(([], false))
     private var running = true
@@ -82,38 +81,27 @@ final class TURNEdge: @unchecked Sendable {
         self.settings = settings
         self.relayBindIP = relayBindIP
         self.streams = streams
+        poll = try EventPoll()
+        wakeup = try Wakeup()
         listenerFD = try UDPSocket.bind(listen, receiveBuffer: settings.listenerBuffer, sendBuffer: settings.listenerBuffer)
         listenerAddress = UDPSocket.localAddress(listenerFD) ?? listen
-        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
-        wakeFD = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
         slots = ReceiveSlots(slotCount: settings.slots, slotSize: settings.slotSize)
-        queue = SendQueue(capacity: 512, arenaSize: 256 * 1024)
-        events = .allocate(capacity: eventCapacity)
-        guard epollFD >= 0, wakeFD >= 0 else {
-            let code = errno
-            closeDescriptors()
-            throw SocketCallError(call: "epoll_create1/eventfd", code: code)
+        queue = SendQueue(capacity: 512, arenaSize: 256 * 1024, segmentation: settings.segmentation)
+        do {
+            try poll.add(listenerFD, token: TURNEdge.listenerToken)
+            try poll.add(wakeup.fd, token: TURNEdge.wakeToken)
+        } catch {
+            close(listenerFD)
+            throw error
         }
-        watch(listenerFD, token: TURNEdge.listenerToken)
-        watch(wakeFD, token: TURNEdge.wakeToken)
     }
 
-    deinit { events.deallocate() }
-
-    private func watch(_ fd: Int32, token: UInt64) {
-        var event = epoll_event()
-        event.events = EPOLLIN.rawValue
-        event.data.u64 = token
-        _ = epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event)
-    }
-
-    private func closeDescriptors() {
+    /// The sockets; the poll set and the wakeup close with this object.
+    private func closeSockets() {
         for fd in relayFDs.values { close(fd) }
         relayFDs = [:]
         relayByFD = [:]
-        if listenerFD >= 0 { close(listenerFD) }
-        if epollFD >= 0 { close(epollFD) }
-        if wakeFD >= 0 { close(wakeFD) }
+        close(listenerFD)
     }
 
     // MARK: - Thread
@@ -134,8 +122,7 @@ final class TURNEdge: @unchecked Sendable {
             return true
         }
         if accepted {
-            var one: UInt64 = 1
-            _ = write(wakeFD, &one, 8)
+            wakeup.signal()
         } else {
             // The loop is closing down: wait until it has let go of its state.
             while !exited.load(ordering: .acquiring) { sched_yield() }
@@ -163,14 +150,14 @@ final class TURNEdge: @unchecked Sendable {
         if metrics != nil { nextMetrics = MonotonicClock.now() }
         while running {
             let timeout = waitMilliseconds(now: MonotonicClock.now())
-            let ready = epoll_wait(epollFD, events, Int32(eventCapacity), timeout)
-            if ready < 0, errno != EINTR {
-                logger.error("TURN epoll_wait failed", metadata: ["errno": "\(errno)"])
+            let ready = poll.wait(timeoutMilliseconds: timeout)
+            if ready < 0 {
+                logger.error("TURN epoll_wait failed", metadata: ["errno": "\(-ready)"])
                 break
             }
             var now = MonotonicClock.now()
-            for e in 0..<max(0, Int(ready)) {
-                let token = events[e].data.u64
+            for e in 0..<ready {
+                let token = poll.token(e)
                 if token == TURNEdge.listenerToken {
                     readListener(now: &now)
                 } else if token == TURNEdge.wakeToken {
@@ -199,7 +186,7 @@ final class TURNEdge: @unchecked Sendable {
         for case .task(let body) in left { body(self) }
         endCycle()
         syncMetrics()
-        closeDescriptors()
+        closeSockets()
         exited.store(true, ordering: .releasing)
         finished.withLock { $0.take() }?.resume()
     }
@@ -310,8 +297,7 @@ final class TURNEdge: @unchecked Sendable {
     }
 
     private func drainInbox(now: Instant) {
-        var value: UInt64 = 0
-        _ = read(wakeFD, &value, 8)
+        wakeup.drain()
         let items = inbox.withLock { box -> [Inbound] in
             defer { box.items.removeAll(keepingCapacity: true) }
             return box.items
@@ -380,13 +366,20 @@ final class TURNEdge: @unchecked Sendable {
             engine.relayBindFailed(id, now: now)
             return
         }
-        guard engine.relayBound(id, now: now) else {
+        do {
+            try poll.add(fd, token: UInt64(UInt32(bitPattern: fd)))
+        } catch {
+            logger.error("relay socket not watched", metadata: ["port": "\(relay.port)", "error": "\(error)"])
             close(fd)
+            engine.relayBindFailed(id, now: now)
+            return
+        }
+        guard engine.relayBound(id, now: now) else {
+            close(fd)  // also leaves the poll set
             return
         }
         relayFDs[relay.port] = fd
         relayByFD[fd] = relay
-        watch(fd, token: UInt64(UInt32(bitPattern: fd)))
     }
 
     private func closeRelay(port: UInt16) {
@@ -406,7 +399,8 @@ final class TURNEdge: @unchecked Sendable {
     func syncMetrics() {
         metrics?.sync(engine.counters, framingErrors: streams.framingErrors, allocations: engine.allocationCount,
                       relays: relayFDs.count, streams: streams.connectionCount,
-                      io: TURNIOCounters(sendFailures: queue.failed, receiveErrors: receiveErrors, truncated: truncated))
+                      io: TURNIOCounters(sendFailures: queue.failed, receiveErrors: receiveErrors, truncated: truncated,
+                                         segmented: queue.segmented))
     }
 }
 
@@ -415,4 +409,6 @@ struct TURNIOCounters {
     var sendFailures = 0
     var receiveErrors = 0
     var truncated = 0
+    /// Datagrams sent as part of a GSO run.
+    var segmented = 0
 }

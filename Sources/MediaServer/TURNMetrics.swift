@@ -13,7 +13,7 @@ final class TURNMetrics {
     /// Stream framing errors are the edge's own (the framer runs there).
     private let framing: Counter
     private var framingReported = 0
-    /// The UDP edge's own counters (datagrams the kernel refused, failed reads, cut datagrams).
+    /// The UDP edge's own counters (datagrams the kernel refused, failed reads, cut datagrams, GSO use).
     private let ioCounters: [(KeyPath<TURNIOCounters, Int>, Counter)]
     private var lastIO = TURNIOCounters()
     private let activeAllocations: Gauge
@@ -72,6 +72,7 @@ final class TURNMetrics {
             (\.sendFailures, counter("turn_io_errors", ioHelp, [("kind", "send_failed")])),
             (\.receiveErrors, counter("turn_io_errors", ioHelp, [("kind", "receive_failed")])),
             (\.truncated, counter("turn_io_errors", ioHelp, [("kind", "truncated")])),
+            (\.segmented, counter("turn_gso_datagrams", "TURN datagrams sent in UDP GSO runs")),
         ]
         func gauge(_ name: String, _ help: String) -> Gauge {
             registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "parley", metricName: name, unitName: "",

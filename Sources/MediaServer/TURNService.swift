@@ -10,6 +10,7 @@ import Prometheus
 import RTCBase
 import ServiceLifecycle
 import TURN
+import UDPIO
 
 /// Where and how the TURN edge listens.
 public struct TURNServiceConfiguration: Sendable {
@@ -35,6 +36,9 @@ public struct TURNServiceConfiguration: Sendable {
     /// Largest datagram read whole; longer ones are truncated (and then
     /// refused as malformed). WebRTC keeps packets under ~1200–1500 bytes.
     public var maxDatagramSize = 2048
+    /// Runs of equal-size datagrams to one destination leave as one UDP GSO
+    /// send (`UDP_SEGMENT`); off: one datagram per message.
+    public var udpSegmentation = true
 
     public struct TLS: Sendable {
         public var port: Int
@@ -98,6 +102,7 @@ public final class TURNListeners: Sendable {
         settings.relayBatch = max(1, configuration.relayVectorReadCount)
         settings.slotSize = max(576, configuration.maxDatagramSize)
         settings.slots = max(256, 2 * settings.listenerBatch)
+        settings.segmentation = configuration.udpSegmentation
         let streams = TURNStreams(loop: loop)
         // No SO_REUSEADDR on UDP: on Linux it would let a second process share the port.
         let edge = try TURNEdge(engine: engine, listen: TransportAddress(ip: listenIP, port: UInt16(clamping: configuration.port)),

@@ -77,7 +77,8 @@ final class ServerUnderTest: @unchecked Sendable {
 
     /// Starts `parley serve` from `executable` with its STUN/TURN listener on
     /// a free port and the bench's user; other listeners on free ports or off.
-    static func startParley(executable: String, relayPorts: Int, cpus: [Int]?, group: any EventLoopGroup) async throws -> ServerUnderTest {
+    static func startParley(executable: String, relayPorts: Int, cpus: [Int]?, extraArguments: [String] = [],
+                            group: any EventLoopGroup) async throws -> ServerUnderTest {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw TURNBenchError("parley executable not found: \(executable)")
         }
@@ -107,9 +108,11 @@ final class ServerUnderTest: @unchecked Sendable {
         // coturn answers unauthenticated requests without a per-source limit;
         // every bench socket shares 127.0.0.1, so lift Parley's as well.
         if help.contains("--turn-unauthenticated-rate") { arguments += ["--turn-unauthenticated-rate", "0"] }
+        arguments += extraArguments
         arguments = pinned(executable, arguments, cpus: cpus)
         let process = try launch(arguments, directory: directory)
         let note = "parley: \(executable) serve, TURN on 127.0.0.1:\(turnPort) (pid \(process.processIdentifier))"
+            + (extraArguments.isEmpty ? "" : " with \(extraArguments.joined(separator: " "))")
             + (cpus.map { ", pinned to CPU \(cpuList($0))" } ?? "")
         return ServerUnderTest(kind: .parley, address: try SocketAddress(ipAddress: "127.0.0.1", port: turnPort),
                                username: benchUser, password: benchPassword, pid: process.processIdentifier,

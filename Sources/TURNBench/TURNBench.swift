@@ -15,6 +15,8 @@ public struct TURNBenchOptions: Sendable {
     /// The `parley` binary to start for the parley target.
     public var parleyExecutable: String
     public var coturnExecutable = "turnserver"
+    /// Extra `parley serve` arguments (e.g. `--no-turn-gso`).
+    public var parleyArguments: [String] = []
     /// Pin the server to the last CPU and the bench's event loops to the others.
     public var pin = true
     public var progress = true
@@ -188,7 +190,8 @@ public enum TURNBench {
                     case .parley:
                         server = try await ServerUnderTest.startParley(executable: o.parleyExecutable,
                                                                        relayPorts: o.allocations + 2 * o.pairs + 500,
-                                                                       cpus: serverCPUs, group: group)
+                                                                       cpus: serverCPUs, extraArguments: o.parleyArguments,
+                                                                       group: group)
                     }
                 } catch let error as TURNBenchError where o.targets.count > 1 {
                     say("note: skipping \(kind.rawValue): \(error.description)")

@@ -21,6 +21,8 @@ struct TURNTargetOptions: ParsableArguments {
     var noPin = false
     @Flag(help: "No progress lines.")
     var quiet = false
+    @Flag(help: "Start Parley with --no-turn-gso (one datagram per send), to see what UDP GSO contributes.")
+    var parleyNoGso = false
 
     func validateTarget() throws {
         guard ["parley", "coturn", "both"].contains(target) else { throw ValidationError("--target must be parley, coturn or both") }
@@ -40,6 +42,7 @@ struct TURNTargetOptions: ParsableArguments {
         o.coturnExecutable = coturn
         o.pin = !noPin
         o.progress = !quiet
+        if parleyNoGso { o.parleyArguments = ["--no-turn-gso"] }
         return o
     }
 }

@@ -49,6 +49,8 @@ struct Serve: AsyncParsableCommand {
     var turnBandwidth: Int?
     @Option(help: "Unauthenticated STUN/TURN answers (Binding, 401, 438) per second per source IP, burst twice that; 0 = no limit, for benchmarks (PARLEY_TURN_UNAUTHENTICATED_RATE). Default 200.")
     var turnUnauthenticatedRate: Int?
+    @Flag(inversion: .prefixedNo, help: "Send runs of equal-size TURN/STUN datagrams to one destination as one UDP GSO send (Linux UDP_SEGMENT); falls back by itself where the route cannot (PARLEY_TURN_GSO=0 turns it off). Default on.")
+    var turnGso = true
     @Flag(help: "Let TURN relay to loopback peers (127.0.0.0/8, ::1). FOR TESTS ONLY: it exposes the server's own services (PARLEY_ALLOW_LOOPBACK_PEERS=1).")
     var allowLoopbackPeers = false
     @Option(help: "Directory for the SQLite database and attachments (PARLEY_DATA_DIR). Default ./data.")
@@ -223,8 +225,10 @@ extension Serve {
                                                 ttl: 86_400)
             return [ICEServer(urls: urls, username: credential.username, credential: credential.password)]
         }
-        return TURNSettings(service: TURNServiceConfiguration(host: host, port: port, tls: tls, engine: engine),
-                            iceServers: iceServers)
+        var service = TURNServiceConfiguration(host: host, port: port, tls: tls, engine: engine)
+        service.udpSegmentation = turnGso
+            && !["0", "false", "no"].contains(ProcessInfo.processInfo.environment["PARLEY_TURN_GSO"]?.lowercased() ?? "")
+        return TURNSettings(service: service, iceServers: iceServers)
     }
 
     static func randomHex(_ bytes: Int) -> String {
