@@ -96,7 +96,8 @@ public enum TURNBench {
                 await closeAll(clients)
             }
 
-            let pairs = try await setUpPairs(count: o.pairs, server: server, loops: env.loops)
+            let pairs = try await setUpPairs(count: o.pairs, server: server)
+            defer { closePairs(pairs) }
             env.say("\(name): \(pairs.count) client pairs, each A → relay(A) → relay(B) → B over channel 0x4000")
             var search = LosslessRateSearch(start: o.startRate, maximum: o.maxRate, maxSteps: o.maxSteps)
             var results: [Int: RelayResult] = [:]
@@ -104,7 +105,7 @@ public enum TURNBench {
             while let rate = search.next {
                 let cpuStart = server.cpuSeconds()
                 let (r, limited) = try await runRelayStep(step: step, rate: rate, seconds: o.stepSeconds, pairs: pairs,
-                                                          loops: env.loops, payloadSize: o.payloadSize)
+                                                          loop: env.loops[0], payloadSize: o.payloadSize)
                 var cpu: Double?
                 if let a = cpuStart, let b = server.cpuSeconds() { cpu = (b - a) / o.stepSeconds }
                 let lossless = !limited && r.lossPercent <= o.maxLossPercent
@@ -118,7 +119,6 @@ public enum TURNBench {
                 if !server.isRunning { throw TURNBenchError("\(name) exited during the load:\n\(server.logTail())") }
                 step += 1
             }
-            await closeAll(pairs.flatMap { [$0.sender, $0.receiver] })
             if let good = search.highestLossless, let r = results[good] {
                 best[server.kind] = r
             } else if let lowest = results.keys.min(), let r = results[lowest] {

@@ -4,14 +4,14 @@ import RTCBase
 import STUN
 
 /// Builders below run only after Allocate has set credentials.
-private func need(_ c: LongTermCredentials?) throws(STUNError) -> LongTermCredentials {
+func need(_ c: LongTermCredentials?) throws(STUNError) -> LongTermCredentials {
     guard let c else { throw .integrityMissing }
     return c
 }
 
-/// One TURN client socket: answers its control transactions (with
-/// retransmission, RFC 8489 §6.2.1) and, on the data path, sends or counts
-/// ChannelData. All state is touched on the channel's event loop.
+/// One TURN client socket for the allocation-weighing part of the bench:
+/// answers its control transactions (with retransmission, RFC 8489 §6.2.1).
+/// All state is touched on the channel's event loop.
 final class TURNClientHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
     typealias OutboundOut = AddressedEnvelope<ByteBuffer>
@@ -19,16 +19,6 @@ final class TURNClientHandler: ChannelInboundHandler, @unchecked Sendable {
     let server: SocketAddress
     private var context: ChannelHandlerContext?
     private var pending: [STUNTransactionID: EventLoopPromise<[UInt8]>] = [:]
-
-    // Data path.
-    var step: UInt32 = 0
-    var delivered = 0
-    var sent = 0
-    var pairIndex: UInt32 = 0
-    var payloadSize = 1200
-    var channelNumber: UInt16 = 0x4000
-    private var sequence: UInt64 = 0
-    private var unflushed = false
 
     init(server: SocketAddress) { self.server = server }
 
@@ -60,35 +50,10 @@ final class TURNClientHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
         envelope.data.withUnsafeReadableBytes { bytes in
-            if let message = RelayPayload.read(bytes) {
-                if message.step == step { delivered += 1 }
-                return
-            }
             guard STUNMessageType.looksLikeSTUN(bytes), let tid = STUNTransactionID(bytes: bytes[8..<20]),
                   let promise = pending.removeValue(forKey: tid) else { return }
             promise.succeed(Array(bytes))
         }
-    }
-
-    /// Writes one ChannelData message (flushed by `flushIfNeeded`).
-    func sendData() {
-        guard let context else { return }
-        let size = payloadSize
-        var buffer = context.channel.allocator.buffer(capacity: size + 4)
-        let (channel, step, pair, seq) = (channelNumber, step, pairIndex, sequence)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size + 4) { raw in
-            RelayPayload.write(channel: channel, size: size, step: step, pair: pair, sequence: seq, into: raw)
-        }
-        sequence &+= 1
-        sent += 1
-        unflushed = true
-        context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: server, data: buffer)), promise: nil)
-    }
-
-    func flushIfNeeded() {
-        guard unflushed else { return }
-        unflushed = false
-        context?.flush()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {}
@@ -163,19 +128,6 @@ final class TURNClient: @unchecked Sendable {
         return credentials
     }
 
-    /// CreatePermission then ChannelBind towards `peer` (both install the permission; RFC 8656 §9, §12).
-    func bind(channel number: UInt16, to peer: TransportAddress) async throws {
-        _ = try requireCredentials()
-        _ = try await request(.createPermission) { tid, c throws(STUNError) in
-            try TURNClientMessages.createPermission(transactionID: tid, peer: peer, credentials: try need(c))
-        }
-        _ = try await request(.channelBind) { tid, c throws(STUNError) in
-            try TURNClientMessages.channelBind(transactionID: tid, channel: number, peer: peer, credentials: try need(c))
-        }
-        let handler = self.handler
-        try await channel.eventLoop.submit { handler.channelNumber = number }.get()
-    }
-
     /// Refresh with LIFETIME 0 (frees the relay port at once), then close the socket.
     func close() async {
         if credentials != nil, relayed != nil {
@@ -185,149 +137,6 @@ final class TURNClient: @unchecked Sendable {
         }
         try? await channel.close()
     }
-}
-
-/// Paces ChannelData sends for the clients on one event loop: every
-/// millisecond it sends what the rate says is due. If the loop falls behind
-/// by more than 5 ms worth it drops the backlog instead of bursting (a burst
-/// would overflow socket buffers and look like server loss); the shortfall
-/// shows up as a step the generator could not deliver.
-final class Pacer: @unchecked Sendable {
-    let senders: [TURNClientHandler]
-    let rate: Double
-    let start: UInt64
-    let end: UInt64
-    let planned: Int
-    let done: EventLoopPromise<Void>
-    private var next = 0
-    private var sent = 0
-    private var skipped = 0
-    private var task: RepeatedTask?
-
-    init(senders: [TURNClientHandler], rate: Double, start: UInt64, seconds: Double, done: EventLoopPromise<Void>) {
-        self.senders = senders
-        self.rate = rate
-        self.start = start
-        self.end = start + UInt64(seconds * 1e9)
-        self.planned = Int((rate * seconds).rounded())
-        self.done = done
-    }
-
-    func run(on loop: any EventLoop) {
-        task = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { [self] task in
-            tick(task)
-        }
-    }
-
-    private func tick(_ task: RepeatedTask) {
-        let now = monotonicNanos()
-        guard now >= start, !senders.isEmpty else { return }
-        let due = now >= end ? planned : min(planned, Int(rate * Double(now - start) / 1e9))
-        var want = due - sent - skipped
-        let cap = max(8, Int(rate * 0.005))
-        if want > cap {
-            skipped += want - cap
-            want = cap
-        }
-        if want > 0 {
-            for _ in 0..<want {
-                senders[next].sendData()
-                next = next + 1 == senders.count ? 0 : next + 1
-            }
-            sent += want
-            for s in senders { s.flushIfNeeded() }
-        }
-        if now >= end {
-            task.cancel()
-            done.succeed()
-        }
-    }
-}
-
-/// A sender and a receiver, each with its own allocation; the sender's
-/// ChannelData goes to the receiver's relayed address through both.
-struct RelayPair {
-    var sender: TURNClient
-    var receiver: TURNClient
-}
-
-func setUpPairs(count: Int, server: ServerUnderTest, loops: [any EventLoop]) async throws -> [RelayPair] {
-    try await withThrowingTaskGroup(of: (Int, RelayPair).self) { group in
-        for i in 0..<count {
-            group.addTask {
-                let loop = loops[i % loops.count]
-                let a = try await TURNClient.open(server: server, loop: loop)
-                let b = try await TURNClient.open(server: server, loop: loop)
-                async let relayA = a.allocate()
-                async let relayB = b.allocate()
-                let (ra, rb) = try await (relayA, relayB)
-                try await a.bind(channel: 0x4000, to: rb)
-                try await b.bind(channel: 0x4000, to: ra)
-                try await loop.submit { a.handler.pairIndex = UInt32(i) }.get()
-                return (i, RelayPair(sender: a, receiver: b))
-            }
-        }
-        var pairs = [RelayPair?](repeating: nil, count: count)
-        for try await (i, pair) in group { pairs[i] = pair }
-        return pairs.compactMap { $0 }
-    }
-}
-
-/// One step: `rate` ChannelData messages per second in total for `seconds`,
-/// then up to a second for stragglers. Only messages tagged with this step count.
-func runRelayStep(step: UInt32, rate: Int, seconds: Double, pairs: [RelayPair], loops: [any EventLoop],
-                  payloadSize: Int) async throws -> (result: RelayResult, generatorLimited: Bool) {
-    var byLoop: [ObjectIdentifier: (loop: any EventLoop, senders: [TURNClientHandler], receivers: [TURNClientHandler])] = [:]
-    for p in pairs {
-        let loop = p.sender.channel.eventLoop
-        var entry = byLoop[ObjectIdentifier(loop)] ?? (loop, [], [])
-        entry.senders.append(p.sender.handler)
-        entry.receivers.append(p.receiver.handler)
-        byLoop[ObjectIdentifier(loop)] = entry
-    }
-    let groups = Array(byLoop.values)
-    for g in groups {
-        let (senders, receivers) = (g.senders, g.receivers)
-        try await g.loop.submit {
-            for h in senders + receivers {
-                h.step = step
-                h.sent = 0
-                h.delivered = 0
-                h.payloadSize = payloadSize
-            }
-        }.get()
-    }
-    let start = monotonicNanos() + 5_000_000
-    var done: [EventLoopFuture<Void>] = []
-    var planned = 0
-    for g in groups {
-        let share = Double(rate) * Double(g.senders.count) / Double(pairs.count)
-        let promise = g.loop.makePromise(of: Void.self)
-        let pacer = Pacer(senders: g.senders, rate: share, start: start, seconds: seconds, done: promise)
-        planned += pacer.planned
-        done.append(promise.futureResult)
-        try await g.loop.submit { pacer.run(on: g.loop) }.get()
-    }
-    for f in done { try await f.get() }
-
-    @Sendable func counts() async throws -> (sent: Int, delivered: Int) {
-        var sent = 0, delivered = 0
-        for g in groups {
-            let (senders, receivers) = (g.senders, g.receivers)
-            let c = try await g.loop.submit { (senders.reduce(0) { $0 + $1.sent }, receivers.reduce(0) { $0 + $1.delivered }) }.get()
-            sent += c.0
-            delivered += c.1
-        }
-        return (sent, delivered)
-    }
-    let graceEnd = monotonicNanos() + 1_000_000_000
-    var c = try await counts()
-    while c.delivered < c.sent, monotonicNanos() < graceEnd {
-        try await Task.sleep(nanoseconds: 20_000_000)
-        c = try await counts()
-    }
-    let result = RelayResult(rate: rate, sent: c.sent, delivered: c.delivered, seconds: seconds)
-    return (result, c.sent < planned * 97 / 100)
 }
 
 /// Allocations without traffic, to weigh what one costs the server.
