@@ -3,7 +3,7 @@ import TURN
 
 /// Exports the TURN engine's counters to a Prometheus registry (the one
 /// Signaling serves on `/metrics`). The engine keeps plain integers that only
-/// its event loop touches; this copies the increase since the last sync into
+/// its thread touches; this copies the increase since the last sync into
 /// the registry's thread-safe counters, a few times a second, so the hot path
 /// never touches an atomic.
 final class TURNMetrics {

@@ -11,16 +11,14 @@ import UDPIO
 final class RawTURNClient: @unchecked Sendable {
     let fd: Int32
     let server: TransportAddress
-    let username: String
-    let password: String
-    private(set) var credentials: LongTermCredentials?
+    private var retry: TURNCredentialRetry
+    var credentials: LongTermCredentials? { retry.credentials }
     private(set) var relayed: TransportAddress?
 
     init(server: TransportAddress, username: String, password: String) throws {
         fd = try UDPSocket.bind(TransportAddress(ip: .v4(0x7F00_0001), port: 0), receiveBuffer: 4 << 20, sendBuffer: 4 << 20)
         self.server = server
-        self.username = username
-        self.password = password
+        retry = TURNCredentialRetry(username: username, password: password)
     }
 
     func close() {
@@ -65,22 +63,12 @@ final class RawTURNClient: @unchecked Sendable {
     func request(_ method: STUNMethod,
                  build: (STUNTransactionID, LongTermCredentials?) throws(STUNError) -> [UInt8]) throws -> STUNMessage {
         var rng = SystemRandomNumberGenerator()
-        for _ in 0..<4 {
+        for _ in 0..<TURNCredentialRetry.attempts {
             let tid = STUNTransactionID.random(using: &rng)
             let answer = try transact(try build(tid, credentials), transactionID: tid)
-            switch try TURNClientMessages.parseReply(answer, method: method, transactionID: tid, credentials: credentials) {
-            case .success(let message):
-                return message
-            case .challenge(let realm, let nonce):
-                credentials = LongTermCredentials(username: username, password: password, realm: realm, nonce: nonce)
-            case .staleNonce(let nonce):
-                guard credentials != nil else { throw TURNBenchError("\(method): 438 before any 401") }
-                credentials?.nonce = nonce
-            case .failure(let code):
-                throw TURNBenchError("\(method) refused: \(code)")
-            }
+            if let message = try retry.handle(answer, method: method, transactionID: tid) { return message }
         }
-        throw TURNBenchError("\(method): still challenged after 4 tries")
+        throw retry.exhausted(method)
     }
 
     func allocate() throws -> TransportAddress {

@@ -64,16 +64,14 @@ final class TURNClientHandler: ChannelInboundHandler, @unchecked Sendable {
 final class TURNClient: @unchecked Sendable {
     let channel: any Channel
     let handler: TURNClientHandler
-    let username: String
-    let password: String
-    private(set) var credentials: LongTermCredentials?
+    private var retry: TURNCredentialRetry
+    var credentials: LongTermCredentials? { retry.credentials }
     private(set) var relayed: TransportAddress?
 
     private init(channel: any Channel, handler: TURNClientHandler, username: String, password: String) {
         self.channel = channel
         self.handler = handler
-        self.username = username
-        self.password = password
+        retry = TURNCredentialRetry(username: username, password: password)
     }
 
     static func open(server: ServerUnderTest, loop: any EventLoop) async throws -> TURNClient {
@@ -93,25 +91,15 @@ final class TURNClient: @unchecked Sendable {
     func request(_ method: STUNMethod,
                  build: @escaping (STUNTransactionID, LongTermCredentials?) throws(STUNError) -> [UInt8]) async throws -> STUNMessage {
         var rng = SystemRandomNumberGenerator()
-        for _ in 0..<4 {
+        for _ in 0..<TURNCredentialRetry.attempts {
             let tid = STUNTransactionID.random(using: &rng)
             let bytes = try build(tid, credentials)
             let loop = channel.eventLoop
             let handler = self.handler
             let answer = try await loop.flatSubmit { handler.transact(bytes, transactionID: tid, on: loop) }.get()
-            switch try TURNClientMessages.parseReply(answer, method: method, transactionID: tid, credentials: credentials) {
-            case .success(let message):
-                return message
-            case .challenge(let realm, let nonce):
-                credentials = LongTermCredentials(username: username, password: password, realm: realm, nonce: nonce)
-            case .staleNonce(let nonce):
-                guard credentials != nil else { throw TURNBenchError("\(method): 438 before any 401") }
-                credentials?.nonce = nonce
-            case .failure(let code):
-                throw TURNBenchError("\(method) refused: \(code)")
-            }
+            if let message = try retry.handle(answer, method: method, transactionID: tid) { return message }
         }
-        throw TURNBenchError("\(method): still challenged after 4 tries")
+        throw retry.exhausted(method)
     }
 
     func allocate() async throws -> TransportAddress {

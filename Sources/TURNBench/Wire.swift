@@ -169,6 +169,41 @@ public enum TURNClientMessages {
     }
 }
 
+/// The client side of long-term credentials across retries (RFC 8489
+/// §9.2.3-9.2.4): learns realm and nonce from a 401, a fresh nonce from a
+/// 438. Shared by the bench's NIO and raw-socket TURN clients.
+struct TURNCredentialRetry {
+    let username: String
+    let password: String
+    private(set) var credentials: LongTermCredentials?
+    static let attempts = 4
+
+    init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+
+    /// The success message, or nil to retry with the updated credentials.
+    mutating func handle(_ answer: [UInt8], method: STUNMethod, transactionID: STUNTransactionID) throws -> STUNMessage? {
+        switch try TURNClientMessages.parseReply(answer, method: method, transactionID: transactionID, credentials: credentials) {
+        case .success(let message):
+            return message
+        case .challenge(let realm, let nonce):
+            credentials = LongTermCredentials(username: username, password: password, realm: realm, nonce: nonce)
+        case .staleNonce(let nonce):
+            guard credentials != nil else { throw TURNBenchError("\(method): 438 before any 401") }
+            credentials?.nonce = nonce
+        case .failure(let code):
+            throw TURNBenchError("\(method) refused: \(code)")
+        }
+        return nil
+    }
+
+    func exhausted(_ method: STUNMethod) -> TURNBenchError {
+        TURNBenchError("\(method): still challenged after \(TURNCredentialRetry.attempts) tries")
+    }
+}
+
 /// ChannelData payloads carry a step number, the sending pair and a sequence
 /// number so the receiver counts each message of the current step once.
 public enum RelayPayload {
