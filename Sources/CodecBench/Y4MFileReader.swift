@@ -47,19 +47,7 @@ final class Y4MFileReader {
         let want = chunk.count
         let got = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, want, file) }
         guard got == want else { throw .input("truncated Y4M frame") }
-        let (w, h) = (header.width, header.height)
-        let cw = (w + 1) / 2, ch = (h + 1) / 2
-        chunk.withUnsafeBufferPointer { src in
-            let base = src.baseAddress!
-            frame.withMutablePlanes { dst in
-                for row in 0..<h { (dst.y + row * dst.strideY).update(from: base + row * w, count: w) }
-                let u = base + w * h, v = u + cw * ch
-                for row in 0..<ch {
-                    (dst.u + row * dst.strideUV).update(from: u + row * cw, count: cw)
-                    (dst.v + row * dst.strideUV).update(from: v + row * cw, count: cw)
-                }
-            }
-        }
+        chunk.withUnsafeBufferPointer { frame.copy(packed: $0.baseAddress!) }
         return true
     }
 }

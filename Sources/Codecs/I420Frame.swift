@@ -79,6 +79,15 @@ public struct I420Frame: Sendable, Equatable {
         return true
     }
 
+    /// Copies a tightly packed picture of this size (`packedByteCount` bytes
+    /// at `packed`: Y rows, then U, then V, no padding — a Y4M FRAME) into
+    /// this frame.
+    public mutating func copy(packed: UnsafePointer<UInt8>) {
+        let (w, h, cw, ch) = (width, height, chromaWidth, chromaHeight)
+        let u = packed + w * h
+        copy(from: I420View(width: w, height: h, y: packed, u: u, v: u + cw * ch, strideY: w, strideU: cw, strideV: cw))
+    }
+
     /// Frames are equal when their visible pixels are; row padding is ignored.
     public static func == (lhs: I420Frame, rhs: I420Frame) -> Bool {
         guard lhs.width == rhs.width, lhs.height == rhs.height else { return false }

@@ -106,19 +106,7 @@ public struct Y4MReader {
         guard p < bytes.count, bytes[p] == 0x0a else { throw .truncatedFrame(index: framesRead) }
         p += 1
         guard bytes.count - p >= header.frameByteCount else { throw .truncatedFrame(index: framesRead) }
-        let (w, h) = (header.width, header.height)
-        let cw = (w + 1) / 2, ch = (h + 1) / 2
-        bytes.withUnsafeBufferPointer { src in
-            let base = src.baseAddress! + p
-            frame.withMutablePlanes { dst in
-                for row in 0..<h { (dst.y + row * dst.strideY).update(from: base + row * w, count: w) }
-                let u = base + w * h, v = u + cw * ch
-                for row in 0..<ch {
-                    (dst.u + row * dst.strideUV).update(from: u + row * cw, count: cw)
-                    (dst.v + row * dst.strideUV).update(from: v + row * cw, count: cw)
-                }
-            }
-        }
+        bytes.withUnsafeBufferPointer { frame.copy(packed: $0.baseAddress! + p) }
         offset = p + header.frameByteCount
         framesRead += 1
         return true
