@@ -150,15 +150,10 @@ final class Harness: MediaLink {
             }
             drain()
             if stop() { return }
-            var next: Instant?
-            func consider(_ t: Instant?) { if let t, next.map({ t < $0 }) ?? true { next = t } }
-            for p in inFlight { consider(p.deliverAt) }
-            consider(client.pollTimeout())
-            consider(server.pollTimeout())
-            guard var n = next else { now = max(now, end); return }
-            if n <= now { n = now + .milliseconds(1) }
-            if n > end { now = end; return }
-            now = n
+            let (next, finished) = nextFakeTime(now: now, end: end,
+                                                deadlines: inFlight.map(\.deliverAt) + [client.pollTimeout(), server.pollTimeout()])
+            now = next
+            if finished { return }
         }
     }
 
@@ -178,4 +173,14 @@ final class Harness: MediaLink {
     func rtcpReceived(byServer: Bool) -> [[UInt8]] {
         (byServer ? serverEvents : clientEvents).compactMap { if case .rtcp(let p) = $0 { return p } else { return nil } }
     }
+}
+
+/// The fake clock's next step for a harness run until `end`: the earliest
+/// of `deadlines` (at least 1 ms ahead so the run always advances), or `end`
+/// with `finished` when nothing is due before it.
+func nextFakeTime(now: Instant, end: Instant, deadlines: [Instant?]) -> (next: Instant, finished: Bool) {
+    guard var next = deadlines.compactMap({ $0 }).min() else { return (max(now, end), true) }
+    if next <= now { next = now + .milliseconds(1) }
+    if next > end { return (end, true) }
+    return (next, false)
 }

@@ -129,16 +129,10 @@ final class RelayHarness: MediaLink {
             if let t = turn.pollTimeout(), t <= now { turn.handleTimeout(now: now) }
             drain()
             if stop() { return }
-            var next: Instant?
-            func consider(_ t: Instant?) { if let t, next.map({ t < $0 }) ?? true { next = t } }
-            for p in inFlight { consider(p.deliverAt) }
-            consider(client.pollTimeout())
-            consider(server.pollTimeout())
-            consider(turn.pollTimeout())
-            guard var n = next else { now = max(now, end); return }
-            if n <= now { n = now + .milliseconds(1) }
-            if n > end { now = end; return }
-            now = n
+            let (next, finished) = nextFakeTime(now: now, end: end, deadlines: inFlight.map(\.deliverAt)
+                                                    + [client.pollTimeout(), server.pollTimeout(), turn.pollTimeout()])
+            now = next
+            if finished { return }
         }
     }
 

@@ -53,3 +53,25 @@ class Tone(AudioStreamTrack):
         frame.time_base = fractions.Fraction(1, 48000)
         self.t += n
         return frame
+
+
+class FrameCounter:
+    """Decodes every track a peer connection receives and counts frames by
+    kind (`frames["video"]`, `frames["audio"]`); `cancel()` stops the readers."""
+
+    def __init__(self, pc) -> None:
+        self.frames = {"video": 0, "audio": 0}
+        self._readers: list[asyncio.Future] = []
+        pc.on("track", lambda track: self._readers.append(asyncio.ensure_future(self._read(track))))
+
+    async def _read(self, track) -> None:
+        while True:
+            try:
+                await track.recv()
+            except Exception:
+                return
+            self.frames[track.kind] += 1
+
+    def cancel(self) -> None:
+        for reader in self._readers:
+            reader.cancel()

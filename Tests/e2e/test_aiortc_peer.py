@@ -28,7 +28,7 @@ from aiortc import (  # noqa: E402
     RTCRtpSender,
     RTCSessionDescription,
 )
-from media_tracks import Pattern, Tone  # noqa: E402
+from media_tracks import FrameCounter, Pattern, Tone  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_BIN = (HERE / ".." / ".." / ".build" / "debug" / "parley").resolve()
@@ -129,18 +129,8 @@ async def test_aiortc_sends_vp8_and_opus_through_echo_peer(echo_peer, loopback_o
     # the last m-section; with "balanced" it reads them from the tagged one
     # and drops the other transport once the answer accepts BUNDLE.
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    frames = {"video": 0, "audio": 0}
-    consumers = []
-
-    async def consume(track):
-        while True:
-            try:
-                await track.recv()
-            except Exception:
-                return
-            frames[track.kind] += 1
-
-    pc.on("track", lambda track: consumers.append(asyncio.ensure_future(consume(track))))
+    counter = FrameCounter(pc)
+    frames = counter.frames
     try:
         video = pc.addTransceiver(Pattern(), direction="sendrecv")
         audio = pc.addTransceiver(Tone(), direction="sendrecv")
@@ -178,8 +168,7 @@ async def test_aiortc_sends_vp8_and_opus_through_echo_peer(echo_peer, loopback_o
         elapsed = time.monotonic() - t0
     finally:
         await pc.close()
-        for c in consumers:
-            c.cancel()
+        counter.cancel()
 
     code = await echo_peer.close_stdin_and_wait()
     assert code == 0

@@ -325,7 +325,7 @@ def test_loopback_peers_allowed_with_flag(turn_server):
 async def test_two_aiortc_peers_connect_only_through_parley_turn(turn_server, monkeypatch, th):
     import aioice.ice
     from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy, RTCPeerConnection, RTCRtpSender
-    from media_tracks import Pattern, Tone
+    from media_tracks import FrameCounter, Pattern, Tone
 
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"])
 
@@ -341,18 +341,8 @@ async def test_two_aiortc_peers_connect_only_through_parley_turn(turn_server, mo
             iceTransportPolicy=RTCIceTransportPolicy.RELAY))
 
     a, b = make_pc(), make_pc()
-    frames = {"video": 0, "audio": 0}
-    consumers = []
-
-    async def consume(track):
-        while True:
-            try:
-                await track.recv()
-            except Exception:
-                return
-            frames[track.kind] += 1
-
-    b.on("track", lambda track: consumers.append(asyncio.ensure_future(consume(track))))
+    counter = FrameCounter(b)
+    frames = counter.frames
     relayed_before = metric_value(metrics(turn_server), "parley_turn_relayed_packets_total", 'direction="to_peer"') or 0
     try:
         video = a.addTransceiver(Pattern(), direction="sendonly")
@@ -382,8 +372,7 @@ async def test_two_aiortc_peers_connect_only_through_parley_turn(turn_server, mo
     finally:
         await a.close()
         await b.close()
-        for c in consumers:
-            c.cancel()
+        counter.cancel()
     relayed = metric_value(metrics(turn_server), "parley_turn_relayed_packets_total", 'direction="to_peer"') or 0
     assert relayed - relayed_before >= 60
 
