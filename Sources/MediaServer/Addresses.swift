@@ -6,9 +6,8 @@ import Darwin
 import NIOCore
 import RTCBase
 
-/// Conversions between NIO's socket addresses and the engines' plain
-/// `TransportAddress`, straight from the `sockaddr` bytes (no text round
-/// trip: they run once per relayed packet).
+/// NIO's socket addresses as the engines' plain `TransportAddress`, straight
+/// from the `sockaddr` bytes (TCP/TLS peers and resolved listen hosts).
 enum AddressConversion {
     static func transportAddress(_ address: SocketAddress) -> TransportAddress? {
         switch address {
@@ -29,37 +28,12 @@ enum AddressConversion {
             return nil
         }
     }
-
-    static func socketAddress(_ address: TransportAddress) -> SocketAddress {
-        switch address.ip {
-        case .v4(let a):
-            var sin = sockaddr_in()
-            sin.sin_family = sa_family_t(AF_INET)
-            sin.sin_port = address.port.bigEndian
-            sin.sin_addr.s_addr = a.bigEndian
-            return SocketAddress(sin, host: "")
-        case .v6(let high, let low):
-            var sin6 = sockaddr_in6()
-            sin6.sin6_family = sa_family_t(AF_INET6)
-            sin6.sin6_port = address.port.bigEndian
-            withUnsafeMutableBytes(of: &sin6.sin6_addr) { raw in
-                for i in 0..<8 { raw[i] = UInt8(truncatingIfNeeded: high >> (56 - 8 * UInt64(i))) }
-                for i in 0..<8 { raw[8 + i] = UInt8(truncatingIfNeeded: low >> (56 - 8 * UInt64(i))) }
-            }
-            return SocketAddress(sin6, host: "")
-        }
-    }
 }
 
-/// The monotonic clock as the engines see it: NIODeadline's uptime, so engine
-/// deadlines convert to NIO timers without an offset.
+/// The monotonic clock as the engines see it (CLOCK_MONOTONIC through NIODeadline).
 enum MonotonicClock {
     @inline(__always)
     static func now() -> Instant {
         Instant(nanoseconds: Int64(clamping: NIODeadline.now().uptimeNanoseconds))
-    }
-
-    static func deadline(_ instant: Instant) -> NIODeadline {
-        .uptimeNanoseconds(UInt64(max(instant.nanoseconds, 0)))
     }
 }
