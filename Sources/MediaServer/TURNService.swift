@@ -67,10 +67,10 @@ public final class TURNListeners: Sendable {
     public let udpAddress: SocketAddress
     public let tcpAddress: SocketAddress
     public let tlsAddress: SocketAddress?
-    private let edge: TURNEdge
+    private let edge: UDPEdge<TURNEdge>
     private let streams: TURNStreams
 
-    private init(udp: SocketAddress, tcp: SocketAddress, tls: SocketAddress?, edge: TURNEdge, streams: TURNStreams) {
+    private init(udp: SocketAddress, tcp: SocketAddress, tls: SocketAddress?, edge: UDPEdge<TURNEdge>, streams: TURNStreams) {
         udpAddress = udp
         tcpAddress = tcp
         tlsAddress = tls
@@ -100,18 +100,29 @@ public final class TURNListeners: Sendable {
         var settings = TURNEdge.Settings()
         settings.listenerBatch = max(1, configuration.vectorReadCount)
         settings.relayBatch = max(1, configuration.relayVectorReadCount)
-        settings.slotSize = max(576, configuration.maxDatagramSize)
-        settings.slots = max(256, 2 * settings.listenerBatch)
-        settings.segmentation = configuration.udpSegmentation
+        var ioSettings = UDPEdgeIO.Settings()
+        ioSettings.slotSize = max(576, configuration.maxDatagramSize)
+        ioSettings.slots = max(256, 2 * settings.listenerBatch)
+        ioSettings.segmentation = configuration.udpSegmentation
         let streams = TURNStreams(loop: loop)
+        let io = try UDPEdgeIO(ioSettings)
         // No SO_REUSEADDR on UDP: on Linux it would let a second process share the port.
-        let edge = try TURNEdge(engine: engine, listen: TransportAddress(ip: listenIP, port: UInt16(clamping: configuration.port)),
-                                relayBindIP: relayIP, streams: streams, settings: settings, metrics: metrics, logger: logger)
-        edge.start()
-        let port = Int(edge.listenerAddress.port)
+        let handler = try TURNEdge(engine: engine, listen: TransportAddress(ip: listenIP, port: UInt16(clamping: configuration.port)),
+                                   relayBindIP: relayIP, streams: streams, io: io, settings: settings, metrics: metrics,
+                                   logger: logger)
+        let edge: UDPEdge<TURNEdge>
+        do {
+            edge = try UDPEdge(handler: handler, io: io, metricsInterval: metrics == nil ? nil : .milliseconds(250),
+                               logger: logger)
+        } catch {
+            handler.close(io: io)
+            throw error
+        }
+        edge.start(name: "parley-turn-udp")
+        let port = Int(handler.listenerAddress.port)
         let maxMessage = configuration.engine.maxMessageSize
         do {
-            let udpAddress = try SocketAddress(ipAddress: "\(edge.listenerAddress.ip)", port: port)
+            let udpAddress = try SocketAddress(ipAddress: "\(handler.listenerAddress.ip)", port: port)
             func streamServer(port: Int, secure: Bool) async throws -> any Channel {
                 let server = try await ServerBootstrap(group: loop, childGroup: loop)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -184,18 +195,18 @@ public final class TURNListeners: Sendable {
 
     /// Bound relay sockets right now.
     public func relaySocketCount() async throws -> Int {
-        await edge.submit { $0.relayCount }
+        await edge.submit { handler, _ in handler.relayCount }
     }
 
     /// Live allocations right now.
     public func allocationCount() async throws -> Int {
-        await edge.submit { $0.allocationCount }
+        await edge.submit { handler, _ in handler.allocationCount }
     }
 
     /// The engine's counters, plus stream framing errors.
     public func counters() async throws -> (TURNCounters, framingErrors: Int) {
         let streams = self.streams
-        return await edge.submit { ($0.counters, streams.framingErrors) }
+        return await edge.submit { handler, _ in (handler.counters, streams.framingErrors) }
     }
 }
 

@@ -86,14 +86,14 @@ final class TURNStreams: @unchecked Sendable {
 final class StreamHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     private let streams: TURNStreams
-    private let edge: TURNEdge
+    private let edge: UDPEdge<TURNEdge>
     private let secure: Bool
     private var framer: TURNStreamFramer
     private var id: TURNConnectionID?
     private var client: TransportAddress?
     private var transport: TURNTransport = .udp
 
-    init(streams: TURNStreams, edge: TURNEdge, secure: Bool, maxMessageSize: Int) {
+    init(streams: TURNStreams, edge: UDPEdge<TURNEdge>, secure: Bool, maxMessageSize: Int) {
         self.streams = streams
         self.edge = edge
         self.secure = secure
@@ -117,10 +117,14 @@ final class StreamHandler: ChannelInboundHandler {
         let buffer = unwrapInboundIn(data)
         buffer.withUnsafeReadableBytes { framer.append($0) }
         let transport = self.transport
-        var messages: [TURNEdge.Inbound] = []
+        var messages: [UDPEdge<TURNEdge>.Task] = []
         do {
             while let message = try framer.nextMessage() {
-                messages.append(.streamMessage(message, client: client, transport: transport))
+                messages.append { handler, _ in
+                    message.withUnsafeBytes {
+                        handler.streamMessage($0, from: client, transport: transport, now: MonotonicClock.now())
+                    }
+                }
             }
         } catch {
             // RFC 8656 §12.5 gives no way to resynchronise a stream.
@@ -132,7 +136,9 @@ final class StreamHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let id, streams.unregister(id) { edge.post([.streamClosed(id)]) }
+        if let id, streams.unregister(id) {
+            edge.post { handler, _ in handler.streamClosed(id, now: MonotonicClock.now()) }
+        }
         id = nil
         context.fireChannelInactive()
     }

@@ -168,6 +168,16 @@ public final class ReceiveSlots {
                 header.msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0)
     }
 
+    /// As `datagram(_:)`, with the bytes writable: the edge may change a
+    /// datagram in place (decrypt SRTP) before sending it on.
+    @inline(__always)
+    public func mutableDatagram(_ slot: Int) -> (bytes: UnsafeMutableRawBufferPointer, source: UnsafeRawPointer, sourceLength: socklen_t, truncated: Bool) {
+        let header = headers[slot]
+        return (UnsafeMutableRawBufferPointer(start: storage + slot * slotSize, count: Int(header.msg_len)),
+                UnsafeRawPointer(names + slot * SocketAddressBytes.slotSize), header.msg_hdr.msg_namelen,
+                header.msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0)
+    }
+
     /// Every slot is free again: call only after what pointed into them was sent.
     public func reset() { used = 0 }
 }
