@@ -40,6 +40,14 @@ public struct ICELiteAgent: Sendable {
         auth.setRemote(remote)
     }
 
+    /// ICE restart (RFC 8445 §9): checks are answered with the new
+    /// credentials from now on. Addresses validated before keep consent
+    /// until it runs out, so media continues while the peer re-checks; the
+    /// peer's next nomination selects the pair anew.
+    public mutating func restart(local: ICECredentials, remote: ICECredentials?) {
+        auth = ICEAuth(local: local, remote: remote)
+    }
+
     /// True when `address` has passed an authenticated check and consent has
     /// not expired: the media edge accepts media only from such addresses.
     public func isValidated(_ address: TransportAddress) -> Bool {
