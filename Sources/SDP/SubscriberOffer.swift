@@ -85,22 +85,106 @@ public struct SubscriberAnswer: Hashable, Sendable {
     public var rejectedMids: [Mid]
 }
 
+/// One m-section of a subscriber offer: a forwarded track, or a line whose
+/// track has left. JSEP (RFC 8829 §5.2.2) never removes an m-section from a
+/// later offer: it stays, `a=inactive`, until another track of its kind
+/// reuses it.
+public enum SubscriberMediaLine: Hashable, Sendable {
+    case active(SubscriberTrack)
+    /// A line with no track: its mid, kind and the codec it still lists.
+    case inactive(mid: Mid, kind: MediaKind, codec: SubscriberCodec)
+
+    public var mid: Mid {
+        switch self {
+        case .active(let t): t.mid
+        case .inactive(let mid, _, _): mid
+        }
+    }
+
+    public var kind: MediaKind {
+        switch self {
+        case .active(let t): t.kind
+        case .inactive(_, let kind, _): kind
+        }
+    }
+}
+
+/// Which subscriber m-section carries which track, kept stable across
+/// renegotiations: a track that leaves frees its line (offered inactive),
+/// and the next track of the same kind takes the first free line instead
+/// of adding one. Mids are "0", "1", … in line order.
+public struct SubscriberLineLayout<Key: Hashable & Sendable>: Sendable {
+    public struct Line: Sendable, Equatable {
+        public var mid: Mid
+        public var kind: MediaKind
+        /// The track on the line; nil while it is inactive.
+        public var key: Key?
+    }
+
+    public private(set) var lines: [Line] = []
+
+    public init() {}
+
+    /// The line of `key`, placing it first if it has none: the first free
+    /// line of its kind, else a new line at the end.
+    @discardableResult
+    public mutating func place(_ key: Key, kind: MediaKind) -> Int {
+        if let i = index(of: key) { return i }
+        if let free = lines.firstIndex(where: { $0.key == nil && $0.kind == kind }) {
+            lines[free].key = key
+            return free
+        }
+        lines.append(Line(mid: Mid(rawValue: String(lines.count)), kind: kind, key: key))
+        return lines.count - 1
+    }
+
+    /// Frees the line of `key` (it stays, inactive); its index, if it had one.
+    @discardableResult
+    public mutating func remove(_ key: Key) -> Int? {
+        guard let i = index(of: key) else { return nil }
+        lines[i].key = nil
+        return i
+    }
+
+    public func index(of key: Key) -> Int? { lines.firstIndex { $0.key == key } }
+
+    public var activeCount: Int { lines.reduce(0) { $0 + ($1.key == nil ? 0 : 1) } }
+}
+
 extension SessionDescription {
     /// A sendonly offer to a subscriber (JSEP RFC 8829 §5.2.1 shaped): ice-lite,
     /// our fingerprint, setup actpass (RFC 8842 §5.2), our candidates, one
     /// BUNDLE group of every track's mid, rtcp-mux and rtcp-rsize.
     public static func subscriberOffer(tracks: [SubscriberTrack], config: OfferConfiguration) -> SessionDescription {
+        subscriberOffer(lines: tracks.map { .active($0) }, config: config)
+    }
+
+    /// A subscriber offer whose m-sections are `lines` in order: active ones
+    /// sendonly with their SSRCs and msid, freed ones `a=inactive` with no
+    /// SSRC, every one kept in the BUNDLE group (RFC 8843 §7.2: a bundled
+    /// section stays in the group while it is not rejected).
+    public static func subscriberOffer(lines: [SubscriberMediaLine], config: OfferConfiguration) -> SessionDescription {
         let (port, connection) = defaultCandidate(config.candidates)
         var offer = SessionDescription(
             origin: Origin(sessionID: config.sessionID, sessionVersion: config.sessionVersion, address: "0.0.0.0"))
-        offer.attributes.append(MediaGroup(semantics: MediaGroup.bundle, mids: tracks.map(\.mid)).attribute)
+        offer.attributes.append(MediaGroup(semantics: MediaGroup.bundle, mids: lines.map(\.mid)).attribute)
         offer.attributes.append(SDPAttribute("ice-lite"))
         offer.attributes.append(SDPAttribute("msid-semantic", " WMS *"))
 
-        for (i, t) in tracks.enumerated() {
-            var formats = [String(t.codec.payloadType.rawValue)]
-            if let rtx = t.codec.rtxPayloadType { formats.append(String(rtx.rawValue)) }
-            var m = MediaDescription(kind: t.kind, port: port, proto: "UDP/TLS/RTP/SAVPF", formats: formats,
+        for (i, line) in lines.enumerated() {
+            let c: SubscriberCodec
+            let track: SubscriberTrack?
+            switch line {
+            case .active(let t):
+                c = t.codec
+                track = t
+            case .inactive(_, _, let codec):
+                c = codec
+                track = nil
+            }
+            var formats = [String(c.payloadType.rawValue)]
+            if let rtx = c.rtxPayloadType { formats.append(String(rtx.rawValue)) }
+            var m = MediaDescription(kind: line.kind, port: port, proto: "UDP/TLS/RTP/SAVPF", formats: formats,
                                      connection: connection)
             var a: [SDPAttribute] = []
             if i == 0 {
@@ -111,13 +195,16 @@ extension SessionDescription {
             a.append(SDPAttribute("ice-pwd", config.icePassword))
             a.append(config.fingerprint.attribute)
             a.append(SetupRole.actpass.attribute)
-            a.append(SDPAttribute("mid", t.mid.rawValue))
-            for e in t.headerExtensions { a.append(e.attribute) }
-            a.append(MediaDirection.sendonly.attribute)
-            a.append(MediaStreamID(streamID: t.streamID, trackID: t.trackID).attribute)
+            a.append(SDPAttribute("mid", line.mid.rawValue))
+            for e in track?.headerExtensions ?? [] { a.append(e.attribute) }
+            if let t = track {
+                a.append(MediaDirection.sendonly.attribute)
+                a.append(MediaStreamID(streamID: t.streamID, trackID: t.trackID).attribute)
+            } else {
+                a.append(MediaDirection.inactive.attribute)
+            }
             a.append(SDPAttribute("rtcp-mux"))
             a.append(SDPAttribute("rtcp-rsize"))
-            let c = t.codec
             a.append(RTPMap(payloadType: c.payloadType, encodingName: c.name, clockRate: c.clockRate, channels: c.channels).attribute)
             for f in c.rtcpFeedback {
                 a.append(RTCPFeedback(payloadType: c.payloadType, type: f.type, parameter: f.parameter).attribute)
@@ -131,15 +218,17 @@ extension SessionDescription {
                     FormatParameter(name: "apt", value: String(c.payloadType.rawValue)),
                 ]).attribute)
             }
-            // RFC 5576: ssrc-group before the ssrc lines it names, as browsers write it.
-            var sent = [t.ssrc]
-            if let rtx = t.rtxSSRC, c.rtxPayloadType != nil {
-                a.append(SSRCGroup(semantics: SSRCGroup.fid, ssrcs: [t.ssrc, rtx]).attribute)
-                sent.append(rtx)
-            }
-            for s in sent {
-                a.append(SSRCAttribute(ssrc: s, name: "cname", value: config.cname).attribute)
-                a.append(SSRCAttribute(ssrc: s, name: "msid", value: t.streamID + " " + t.trackID).attribute)
+            if let t = track {
+                // RFC 5576: ssrc-group before the ssrc lines it names, as browsers write it.
+                var sent = [t.ssrc]
+                if let rtx = t.rtxSSRC, c.rtxPayloadType != nil {
+                    a.append(SSRCGroup(semantics: SSRCGroup.fid, ssrcs: [t.ssrc, rtx]).attribute)
+                    sent.append(rtx)
+                }
+                for s in sent {
+                    a.append(SSRCAttribute(ssrc: s, name: "cname", value: config.cname).attribute)
+                    a.append(SSRCAttribute(ssrc: s, name: "msid", value: t.streamID + " " + t.trackID).attribute)
+                }
             }
             m.attributes = a
             offer.media.append(m)
