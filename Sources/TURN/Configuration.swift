@@ -73,6 +73,11 @@ public struct TURNServerConfiguration: Sendable {
     public var allowedPeers: [IPAddressPrefix] = []
     /// Peer prefixes always refused (checked before `allowedPeers`).
     public var deniedPeers: [IPAddressPrefix] = []
+    /// This server's own services that clients may reach through a relay
+    /// even where their addresses are private or loopback: the SFU's media
+    /// ports, so a client behind a NAT reaches the SFU through TURN. Only
+    /// these exact addresses, not the rest of their host.
+    public var serverPeers: Set<TransportAddress> = []
 
     /// Largest STUN or ChannelData message accepted (and the TCP framer's limit).
     public var maxMessageSize = 65_535 + 4

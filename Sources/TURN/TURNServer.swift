@@ -42,6 +42,9 @@ public struct TURNServer: Sendable {
     private let nonceKey: STUNIntegrityKey
     private let bandwidthCap: BandwidthCap?
     private let bandwidthBurst: Double
+    /// IPs of `serverPeers` that the peer policy would otherwise refuse:
+    /// only the server peers' exact addresses are reachable there.
+    private var serverPeerOnlyIPs: Set<IPAddress> = []
 
     /// - `seed`: seeds the generator for relay ports and Data indication
     ///   transaction ids; pass a random value outside tests (RFC 8656 §7.2
@@ -52,6 +55,7 @@ public struct TURNServer: Sendable {
         nonceKey = STUNIntegrityKey(key: configuration.nonceSecret)
         bandwidthBurst = max(1, Double(configuration.bandwidthLimit ?? 0) * configuration.bandwidthBurstSeconds)
         bandwidthCap = configuration.bandwidthLimit.map { BandwidthCap(rate: Double($0), burst: max(1, Double($0) * configuration.bandwidthBurstSeconds)) }
+        serverPeerOnlyIPs = Set(configuration.serverPeers.map(\.ip.unmappedIPv4).filter { !isPeerAllowed($0) })
     }
 
     // MARK: - Credentials at run time
@@ -207,6 +211,12 @@ public struct TURNServer: Sendable {
                                        from peer: TransportAddress, now: Instant) -> TURNPeerRoute? {
         guard let id = byRelay[relay], let index = allocations.index(forKey: id) else {
             counters.noAllocation += 1
+            return nil
+        }
+        if !serverPeerOnlyIPs.isEmpty, serverPeerOnlyIPs.contains(peer.ip.unmappedIPv4),
+           !configuration.serverPeers.contains(peer) {
+            // A permission for a server peer's IP admits that peer alone.
+            counters.forbiddenPeerDrops += 1
             return nil
         }
         let (check, channel, tuple) = allocations.values[index].checkPeerData(peer: peer, count: bytes.count, now: now,
@@ -845,10 +855,32 @@ public struct TURNServer: Sendable {
         return !ip.isSpecialPurposeForRelay
     }
 
+    /// Whether a relay may exchange data with `peer`: an allowed IP, or
+    /// exactly one of the server's own `serverPeers`.
+    public func isPeerAllowed(_ peer: TransportAddress) -> Bool {
+        if !configuration.serverPeers.isEmpty, serverPeerOnlyIPs.contains(peer.ip.unmappedIPv4) {
+            return configuration.serverPeers.contains(peer)
+        }
+        return isPeerAllowed(peer.ip)
+    }
+
+    /// A permission (which names an IP, RFC 8656 §9) may be installed for a
+    /// server peer's IP; data then flows only with the server peers themselves.
+    private func isPermissionAllowed(_ ip: IPAddress) -> Bool {
+        isPeerAllowed(ip) || serverPeerOnlyIPs.contains(ip.unmappedIPv4)
+    }
+
     /// Nil if the client may reach `peer` from `relay`, else the error (443/403).
     private func checkPeer(_ peer: TransportAddress, relay: TransportAddress) -> STUNErrorCode? {
         guard peer.ip.isIPv4 == relay.ip.isIPv4 else { return .peerAddressFamilyMismatch }
-        guard isPeerAllowed(peer.ip) else { return .forbidden }
+        guard isPeerAllowed(peer) else { return .forbidden }
+        return nil
+    }
+
+    /// As `checkPeer`, for a permission: only the IP counts.
+    private func checkPermission(_ peer: TransportAddress, relay: TransportAddress) -> STUNErrorCode? {
+        guard peer.ip.isIPv4 == relay.ip.isIPv4 else { return .peerAddressFamilyMismatch }
+        guard isPermissionAllowed(peer.ip) else { return .forbidden }
         return nil
     }
 
@@ -861,7 +893,7 @@ public struct TURNServer: Sendable {
                 reply(view, client, transport, error: .badRequest, attributes: [], auth: auth)
                 return
             }
-            if let error = checkPeer(peer, relay: a.relay) {
+            if let error = checkPermission(peer, relay: a.relay) {
                 // All or nothing (RFC 8656 §10.2).
                 reply(view, client, transport, error: error, attributes: [], auth: auth)
                 return
@@ -932,7 +964,7 @@ public struct TURNServer: Sendable {
             counters.malformedPackets += 1
             return
         }
-        guard peer.ip.isIPv4 == a.relay.ip.isIPv4, isPeerAllowed(peer.ip) else {
+        guard peer.ip.isIPv4 == a.relay.ip.isIPv4, isPeerAllowed(peer) else {
             counters.forbiddenPeerDrops += 1
             return
         }
