@@ -106,91 +106,105 @@ struct LineSession {
         return (s[..<space], s[s.index(after: space)...])
     }
 
-    private func words(_ rest: Substring, _ count: Int, usage: String) throws -> [String] {
+    private static func words(_ rest: Substring, _ count: Int, usage: String) throws -> [String] {
         let parts = rest.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         guard parts.count == count else { throw ChatError.badRequest("usage: \(usage)") }
         return parts
     }
 
-    private func requireCaller() throws -> Caller {
-        guard let caller = state.caller else { throw ChatError(.notAuthenticated, "log in first") }
-        return caller
-    }
-
     private mutating func dispatch(_ command: Substring, _ rest: Substring) async throws {
-        switch command {
-        case "register":
-            let w = try words(rest, 2, usage: "register <username> <password>")
-            switch try await service.register(username: w[0], password: w[1], displayName: nil) {
-            case .success: send("register_success")
-            case let .failure(reason): send("register_fail \(reason)")
-            }
-        case "login":
-            let w = try words(rest, 2, usage: "login <username> <password>")
-            guard let grant = try await service.login(username: w[0], password: w[1]) else {
-                send("login_fail invalid credentials")
-                return
-            }
-            context.metrics.logins.increment()
-            let queue = self.queue
-            await state.attach(user: grant.user, token: grant.token) { pending in
-                queue.sendLine("login_success")
-                for message in pending { queue.sendLine(LineProtocol.receiveLine(message)) }
-            }
-        case "logout":
-            _ = try requireCaller()
-            if let token = state.token { try await service.logout(token: token) }
-            await state.leave()
-            send("logout_success")
-        case "send":
-            let caller = try requireCaller()
-            let (target, text) = Self.split(rest)
-            guard !target.isEmpty, !text.isEmpty else { throw ChatError.badRequest("usage: send <recipient|#group> <message...>") }
+        // Commands other than register/login need a login, checked before their words.
+        if command != "register", command != "login", Self.commands.contains(command), state.caller == nil {
+            throw ChatError(.notAuthenticated, "log in first")
+        }
+        guard let request = try Self.request(command, rest) else {
+            context.metrics.countError(.unknownType)
+            send("error unknown_command \(command.prefix(64))")
+            return
+        }
+        let renderer = LineRenderer(queue: queue)
+        switch request {
+        case .sendDirect, .sendGroup:
             do {
-                let content = LineProtocol.unescape(text)
-                let message = target.hasPrefix("#")
-                    ? try await service.sendGroup(from: caller, groupName: String(target.dropFirst()), content: content,
-                                                  clientMessageID: nil)
-                    : try await service.sendDirect(from: caller, to: String(target), content: content, clientMessageID: nil)
-                context.metrics.messagesStored.increment()
-                send("send_success \(message.id)")
+                try await RequestDispatcher.perform(request, state: &state, renderer: renderer)
             } catch let error as ChatError {
                 context.metrics.countError(error.code)
                 send("send_fail \(error.code.rawValue) \(error.reason)")
             }
+        default:
+            try await RequestDispatcher.perform(request, state: &state, renderer: renderer)
+        }
+    }
+
+    static let commands: Set<Substring> = ["register", "login", "logout", "send", "fetch_history", "create_group",
+                                           "join_group", "leave_group"]
+
+    /// The request a command line stands for; nil for an unknown command.
+    static func request(_ command: Substring, _ rest: Substring) throws -> ClientRequest? {
+        switch command {
+        case "register":
+            let w = try words(rest, 2, usage: "register <username> <password>")
+            return .register(username: w[0], password: w[1], displayName: nil)
+        case "login":
+            let w = try words(rest, 2, usage: "login <username> <password>")
+            return .login(.password(username: w[0], password: w[1]))
+        case "logout":
+            return .logout
+        case "send":
+            let (target, text) = split(rest)
+            guard !target.isEmpty, !text.isEmpty else { throw ChatError.badRequest("usage: send <recipient|#group> <message...>") }
+            let content = LineProtocol.unescape(text)
+            return target.hasPrefix("#")
+                ? .sendGroup(groupName: String(target.dropFirst()), content: content, clientMessageID: nil, extras: MessageExtras())
+                : .sendDirect(recipient: String(target), content: content, clientMessageID: nil, extras: MessageExtras())
         case "fetch_history":
-            let caller = try requireCaller()
             let w = try words(rest, 3, usage: "fetch_history <recipient|#group> <start_time> <end_time>")
             guard let start = Timestamp.parse(w[1]), let end = Timestamp.parse(w[2]) else {
                 throw ChatError.badRequest("times must be RFC 3339, like 2026-11-21T10:00:00Z")
             }
             let ref: ChatService.ChatRef = w[0].hasPrefix("#") ? .group(String(w[0].dropFirst())) : .direct(w[0])
-            let (_, messages, _) = try await service.history(
-                for: caller, ref, query: HistoryQuery(start: start, end: end, limit: Limits.maxHistoryLimit))
-            send("history \(messages.count)")
-            for message in messages { send(LineProtocol.historyLine(message)) }
+            return .history(ref, HistoryQuery(start: start, end: end, limit: Limits.maxHistoryLimit))
         case "create_group":
-            let caller = try requireCaller()
-            let w = try words(rest, 1, usage: "create_group <group_name>")
-            switch try await service.createGroup(by: caller, name: w[0]) {
-            case let .success(group): send("create_group_success \(group.wireID)")
-            case let .failure(reason): send("create_group_fail \(reason)")
-            }
-        case "join_group", "leave_group":
-            let caller = try requireCaller()
-            let w = try words(rest, 1, usage: "\(command) <group_id>")
-            let outcome = command == "join_group"
-                ? try await service.joinGroup(by: caller, groupID: w[0])
-                : try await service.leaveGroup(by: caller, groupID: w[0])
-            switch outcome {
-            case .success: send("\(command)_success")
-            case let .failure(reason): send("\(command)_fail \(reason)")
-            }
+            return .createGroup(name: try words(rest, 1, usage: "create_group <group_name>")[0])
+        case "join_group":
+            return .joinGroup(groupID: try words(rest, 1, usage: "join_group <group_id>")[0])
+        case "leave_group":
+            return .leaveGroup(groupID: try words(rest, 1, usage: "leave_group <group_id>")[0])
         default:
-            context.metrics.countError(.unknownType)
-            send("error unknown_command \(command.prefix(64))")
+            return nil
         }
     }
 
     mutating func leave() async { await state.leave() }
+}
+
+/// Renders outcomes as the line protocol's answer lines (PROTOCOL.md).
+struct LineRenderer: OutcomeRenderer {
+    let queue: OutboundQueue
+
+    func render(_ outcome: RequestOutcome) {
+        switch outcome {
+        case .registered(.success): queue.sendLine("register_success")
+        case let .registered(.failure(reason)): queue.sendLine("register_fail \(reason)")
+        case let .loggedIn(_, _, pending):
+            queue.sendLine("login_success")
+            for message in pending { queue.sendLine(LineProtocol.receiveLine(message)) }
+        case .loginFailed: queue.sendLine("login_fail invalid credentials")
+        case .loggedOut: queue.sendLine("logout_success")
+        case let .sent(message): queue.sendLine("send_success \(message.id)")
+        case let .history(_, messages, _):
+            queue.sendLine("history \(messages.count)")
+            for message in messages { queue.sendLine(LineProtocol.historyLine(message)) }
+        case let .groupCreated(.success(group)): queue.sendLine("create_group_success \(group.wireID)")
+        case let .groupCreated(.failure(reason)): queue.sendLine("create_group_fail \(reason)")
+        case .groupJoined(.success): queue.sendLine("join_group_success")
+        case let .groupJoined(.failure(reason)): queue.sendLine("join_group_fail \(reason)")
+        case .groupLeft(.success): queue.sendLine("leave_group_success")
+        case let .groupLeft(.failure(reason)): queue.sendLine("leave_group_fail \(reason)")
+        case .broadcastSent, .edited, .deleted, .markedRead, .chatDeleted, .nothing, .searchResults, .groups, .invited,
+             .contacts, .contactAdded, .contactRemoved, .profileUpdated:
+            // The line grammar has no such requests.
+            break
+        }
+    }
 }
