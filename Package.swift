@@ -13,7 +13,8 @@ let package = Package(
         // The media core, for the benchmarks package and embedders.
         .executable(name: "parley-fuzz", targets: ["ParleyFuzz"]),
         .executable(name: "parley-echo-peer", targets: ["EchoPeer"]),
-        .library(name: "ParleyMedia", targets: ["RTCBase", "STUN", "ICE", "DTLS", "SDP", "SRTP", "RTP", "PeerSession", "TURN", "Codecs"]),
+        .library(name: "ParleyMedia", targets: ["RTCBase", "STUN", "ICE", "DTLS", "SDP", "SRTP", "RTP", "PeerSession", "TURN", "Codecs",
+                                                "SFU", "Recording"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -53,6 +54,12 @@ let package = Package(
         // One WebRTC transport: ICE + DTLS + SRTP, sans-IO.
         .target(name: "PeerSession", dependencies: ["ICE", "DTLS", "SRTP", "TURN", "RTCBase"], swiftSettings: strict),
         .target(name: "SRTP", dependencies: ["COpenSSL", "RTCBase"], swiftSettings: strict),
+        // The selective forwarding unit, sans-IO: rooms, publish/subscribe
+        // transports, forwarding with rewriting, RTCP (NACK/RTX, PLI, TWCC, REMB).
+        .target(name: "SFU", dependencies: ["PeerSession", "SDP", "RTP", "ICE", "DTLS", "SRTP", "STUN", "RTCBase"],
+                swiftSettings: strict),
+        // Call recording: forwarded RTP to IVF (VP8) and Ogg Opus files.
+        .target(name: "Recording", dependencies: ["RTP", "Codecs", "RTCBase"], swiftSettings: strict),
 
         // The chat domain: users, messages, groups, contacts; the ChatStore protocol.
         .target(
@@ -177,5 +184,8 @@ let package = Package(
         ),
         .testTarget(name: "CodecBenchTests", dependencies: ["CodecBench", "Codecs"], swiftSettings: strict),
         .testTarget(name: "DTLSTests", dependencies: ["DTLS", "COpenSSL", "RTCBase"], swiftSettings: strict),
+        .testTarget(name: "SFUTests", dependencies: ["SFU", "PeerSession", "SDP", "RTP", "ICE", "DTLS", "STUN", "RTCBase"],
+                    swiftSettings: strict),
+        .testTarget(name: "RecordingTests", dependencies: ["Recording", "Codecs", "RTP", "RTCBase"], swiftSettings: strict),
     ]
 )

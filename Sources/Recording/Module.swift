@@ -1,0 +1,1 @@
+// The Recording target's sources (TrackRecorder) live beside this file.
