@@ -1,1 +1,0 @@
-// The Recording target's sources (TrackRecorder) live beside this file.
