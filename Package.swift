@@ -87,12 +87,13 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The IO edge of the media side: the TURN engine's own UDP loop
-        // (recvmmsg/sendmmsg over epoll) and its TCP/TLS listeners on SwiftNIO.
+        // The IO edge of the media side: UDP edges on their own epoll threads
+        // (recvmmsg/sendmmsg) hosting the TURN engine and one SFU engine per
+        // media worker; TURN TCP/TLS and ICE-TCP on SwiftNIO.
         .target(
             name: "MediaServer",
             dependencies: [
-                "TURN", "STUN", "RTCBase", "UDPIO",
+                "TURN", "STUN", "RTCBase", "UDPIO", "SFU", "DTLS", "Recording",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -127,8 +128,9 @@ let package = Package(
             name: "parley",
             dependencies: [
                 "Chat", "ChatStoreSQLite", "Signaling", "SignalingBench", "TURNBench", "MediaServer", "TURN", "RTCBase",
-                "CodecBench", "Codecs",
+                "CodecBench", "Codecs", "SFU",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),

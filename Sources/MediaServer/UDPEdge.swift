@@ -8,7 +8,7 @@ import UDPIO
 /// What a `UDPEdge` hosts: one sans-IO engine and the sockets it reads
 /// (the TURN server, an SFU worker). Every method runs on the edge's thread,
 /// which is the only one that touches the handler.
-protocol UDPEdgeHandler: AnyObject {
+protocol UDPEdgeHandler: AnyObject, SendableMetatype {
     /// A descriptor the handler registered with `io.poll` under `token` is readable.
     func readable(_ token: UInt64, io: UDPEdgeIO, now: inout Instant)
     /// The engine's next deadline.

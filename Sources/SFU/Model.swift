@@ -203,6 +203,8 @@ final class Participant {
 
     // Subscribe side.
     var layout = SubscriberLineLayout<String>()
+    /// Payload types of each subscriber line (see `SFUEngine.lineCodec`).
+    var linePayloadTypes: [Int: (media: PayloadType, rtx: PayloadType?)] = [:]
     /// The stream on each line of `layout` (nil when inactive).
     var lineStreams: [ForwardedStream?] = []
     var streamBySSRC: [UInt32: ForwardedStream] = [:]

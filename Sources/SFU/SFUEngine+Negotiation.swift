@@ -211,6 +211,38 @@ extension SFUEngine {
 
     // MARK: - Subscribing
 
+    /// The codec of one subscriber line, with payload types of its own: a
+    /// line keeps them for its life, and no two lines share one while the
+    /// dynamic range lasts (RFC 8843 §9.2: receivers may demultiplex a
+    /// BUNDLE by payload type, and aiortc does for SSRCs it has not seen
+    /// yet). Past 32 payload types, lines of a kind share the defaults.
+    func lineCodec(_ p: Participant, line: Int, kind: MediaKind) -> SubscriberCodec {
+        var codec = kind == .audio ? Self.audioCodec : Self.videoCodec
+        if let pts = p.linePayloadTypes[line] {
+            codec.payloadType = pts.media
+            codec.rtxPayloadType = pts.rtx
+            return codec
+        }
+        var used = Set(p.linePayloadTypes.values.flatMap { [$0.media.rawValue] + ($0.rtx.map { [$0.rawValue] } ?? []) })
+        func take(_ preferred: UInt8) -> PayloadType? {
+            if !used.contains(preferred) {
+                used.insert(preferred)
+                return PayloadType(rawValue: preferred)
+            }
+            guard let free = (96...127).lazy.map(UInt8.init).first(where: { !used.contains($0) }) else { return nil }
+            used.insert(free)
+            return PayloadType(rawValue: free)
+        }
+        if kind == .audio {
+            if let pt = take(111) { codec.payloadType = pt }
+        } else if let pt = take(96), let rtx = take(97) {
+            codec.payloadType = pt
+            codec.rtxPayloadType = rtx
+        }
+        p.linePayloadTypes[line] = (codec.payloadType, codec.rtxPayloadType)
+        return codec
+    }
+
     /// Makes and emits a subscribe offer when the participant's tracks
     /// changed and no earlier offer waits for its answer (one offer at a
     /// time: JSEP glare cannot happen with the SFU as the only offerer).
@@ -232,7 +264,7 @@ extension SFUEngine {
         for track in wanted where p.layout.index(of: track.id) == nil {
             let i = p.layout.place(track.id, kind: track.kind)
             while p.lineStreams.count <= i { p.lineStreams.append(nil) }
-            let codec = track.kind == .audio ? Self.audioCodec : Self.videoCodec
+            let codec = lineCodec(p, line: i, kind: track.kind)
             let stream = ForwardedStream(
                 track: track, subscriber: p, ssrc: SSRC(UInt32(truncatingIfNeeded: rng.next())),
                 rtxSSRC: SSRC(UInt32(truncatingIfNeeded: rng.next())), mid: p.layout.lines[i].mid,
@@ -259,7 +291,7 @@ extension SFUEngine {
         guard let session = p.subscribe else { return }
         var lines: [SubscriberMediaLine] = []
         for (i, line) in p.layout.lines.enumerated() {
-            let codec = line.kind == .audio ? Self.audioCodec : Self.videoCodec
+            let codec = lineCodec(p, line: i, kind: line.kind)
             if let stream = i < p.lineStreams.count ? p.lineStreams[i] : nil {
                 let t = stream.track
                 lines.append(.active(SubscriberTrack(
@@ -336,8 +368,8 @@ extension SFUEngine {
                 }
             }
             stream.extensions = ids
-            let rtxPT = Self.videoCodec.rtxPayloadType
-            stream.useRTX = stream.track.kind == .video && m.rtpMaps.contains { $0.payloadType == rtxPT }
+            let rtxPT = stream.rtxPayloadType.flatMap { PayloadType(rawValue: $0) }
+            stream.useRTX = stream.track.kind == .video && rtxPT != nil && m.rtpMaps.contains { $0.payloadType == rtxPT }
             if !stream.track.streams.contains(where: { $0 === stream }) {
                 stream.track.streams.append(stream)
                 if stream.track.kind == .video {

@@ -36,6 +36,9 @@ public final class SFUEngine {
     let fingerprint: Fingerprint
     /// Rebuilds an RTX packet as its original here (no allocation).
     private let scratch: UnsafeMutableRawBufferPointer
+    /// Receives the media of recorded rooms (set by the IO edge).
+    public var recorder: (any SFURecordingSink)?
+    private var recordingRooms: Set<RoomID> = []
     /// When the periodic work (NACKs, feedback, reports) runs next.
     private var nextTick: Instant?
     static let tick: Duration = .milliseconds(20)
@@ -102,10 +105,28 @@ public final class SFUEngine {
 
     /// Ends a room: every participant leaves.
     public func closeRoom(_ id: RoomID, output: inout some SFUOutput) {
+        if recordingRooms.remove(id) != nil { recorder?.finish(room: id) }
         guard let room = rooms[id] else { return }
         for p in room.participants { leave(room: id, participant: p.id, output: &output) }
         rooms[id] = nil
     }
+
+    /// Starts or stops handing the room's media to `recorder`. The room
+    /// need not exist yet (a call recorded from its start).
+    public func setRecording(room id: RoomID, enabled: Bool) throws(SFUError) {
+        guard let recorder else { throw .recording("no recorder is configured (--record-dir)") }
+        if enabled {
+            recordingRooms.insert(id)
+            // Start the files at a keyframe.
+            for p in rooms[id]?.participants ?? [] {
+                for t in p.tracks where t.kind == .video { t.layers.forEach { $0.lastKeyframeRequest = nil } }
+            }
+        } else if recordingRooms.remove(id) != nil {
+            recorder.finish(room: id)
+        }
+    }
+
+    public func isRecording(_ room: RoomID) -> Bool { recordingRooms.contains(room) }
 
     /// Takes a track that ends off every subscriber: its lines go inactive
     /// at the next offer, which each subscriber now needs.
@@ -458,6 +479,10 @@ public final class SFUEngine {
         }
         for stream in track.streams {
             forward(header, layer: index, keyframe: keyframe, to: stream, now: now, output: &output)
+        }
+        if !recordingRooms.isEmpty, index == track.preferredLayer, recordingRooms.contains(track.owner.room) {
+            recorder?.packet(room: track.owner.room, track: track.id, kind: track.kind.rawValue, user: track.owner.user,
+                             source: track.source, bytes: raw, arrival: now)
         }
     }
 

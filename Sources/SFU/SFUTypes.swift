@@ -61,6 +61,18 @@ public enum SFUError: Error, Sendable, Equatable {
     case noOfferOutstanding
     case unknownTrack
     case transport(String)
+    /// Recording was asked for but cannot be done (no recorder configured).
+    case recording(String)
+}
+
+/// Where a recorded room's media goes: every source packet of its tracks
+/// (plaintext, RTX repairs unwrapped), as it arrives. The IO edge writes
+/// them to files off the media thread.
+public protocol SFURecordingSink: AnyObject {
+    func packet(room: RoomID, track: String, kind: String, user: String, source: TrackSource,
+                bytes: UnsafeRawBufferPointer, arrival: Instant)
+    /// No more packets for the room (recording stopped or the call ended).
+    func finish(room: RoomID)
 }
 
 /// What the SFU tells signaling.
