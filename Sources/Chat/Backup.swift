@@ -36,10 +36,18 @@ public struct Backup: Sendable {
             guard let last = page.last, page.count == 1000 else { break }
             after = last.seq
         }
+        var calls: [JSONValue] = []
+        var before: Int64?
+        while true {
+            let page = try await store.calls(for: username, beforeSeq: before, limit: 500)
+            for c in page { calls.append(.object(c.document(for: username))) }
+            guard let last = page.last, page.count == 500 else { break }
+            before = last.seq
+        }
         return ["format": "parley-backup", "version": .number(Double(Self.formatVersion)),
                 "exported_at": .string(Timestamp.format(service.now())), "user": .object(profile),
                 "contacts": .array(contacts), "groups": .array(groups), "messages": .array(messages),
-                "call_history": .array([])]
+                "call_history": .array(calls)]
     }
 
     static func document(_ m: StoredMessage) -> JSONObject {

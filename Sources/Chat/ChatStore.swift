@@ -70,4 +70,21 @@ public protocol ChatStore: Sendable {
     func contacts(of owner: String) async throws -> [UserRecord]
     /// Users who have `username` among their contacts.
     func watchers(of username: String) async throws -> [String]
+
+    // MARK: Call history
+
+    /// Stores a new call with its caller (joined at `startedAt`) and invitees.
+    func insertCall(_ draft: CallDraft) async throws -> CallRecord
+    /// `username` joined the call's media (the first time counts); the
+    /// first joiner other than the caller answers it.
+    func callJoined(seq: Int64, username: String, at: Millis) async throws
+    func callDeclined(seq: Int64, username: String) async throws
+    func setCallRecorded(seq: Int64, recorded: Bool) async throws
+    /// Ends a call that has not ended yet.
+    func endCall(seq: Int64, at: Millis, reason: String) async throws
+    func call(seq: Int64) async throws -> CallRecord?
+    /// Calls `username` was a party to, newest first, older than `beforeSeq`.
+    func calls(for username: String, beforeSeq: Int64?, limit: Int) async throws -> [CallRecord]
+    /// Ends every call still open (a restart dropped them); returns how many.
+    func endOpenCalls(at: Millis, reason: String) async throws -> Int
 }

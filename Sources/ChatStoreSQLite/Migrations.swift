@@ -103,6 +103,35 @@ extension SQLiteChatStore {
             // into place among those sent here.
             try db.execute(sql: "CREATE INDEX messages_by_conversation_time ON messages(conversation, created_at, seq)")
         }
+        migrator.registerMigration("v4-calls") { db in
+            // Call history (PROTOCOL.md `call_history`): one row per call,
+            // one per party (the caller and everyone invited).
+            try db.execute(sql: """
+                CREATE TABLE calls(
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    caller TEXT NOT NULL,
+                    callee TEXT,
+                    group_id INTEGER,
+                    group_name TEXT,
+                    media TEXT NOT NULL,
+                    started_at INTEGER NOT NULL,
+                    answered_at INTEGER,
+                    ended_at INTEGER,
+                    end_reason TEXT,
+                    recorded INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE TABLE call_parties(
+                    call_seq INTEGER NOT NULL REFERENCES calls(seq) ON DELETE CASCADE,
+                    username TEXT NOT NULL,
+                    is_caller INTEGER NOT NULL,
+                    joined_at INTEGER,
+                    declined INTEGER NOT NULL DEFAULT 0,
+                    PRIMARY KEY(call_seq, username)
+                ) WITHOUT ROWID;
+                CREATE INDEX call_parties_by_user ON call_parties(username, call_seq);
+                CREATE INDEX calls_open ON calls(ended_at) WHERE ended_at IS NULL;
+                """)
+        }
         return migrator
     }()
 }

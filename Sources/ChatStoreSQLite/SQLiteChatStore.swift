@@ -450,6 +450,81 @@ public final class SQLiteChatStore: ChatStore {
         }
     }
 
+    // MARK: Call history
+
+    public func insertCall(_ draft: CallDraft) async throws -> CallRecord {
+        try await pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO calls(caller, callee, group_id, group_name, media, started_at, recorded)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [draft.caller, draft.callee, draft.groupID, draft.groupName,
+                                 draft.media.joined(separator: ","), draft.startedAt, draft.recorded])
+            let seq = db.lastInsertedRowID
+            try db.execute(sql: "INSERT INTO call_parties(call_seq, username, is_caller, joined_at) VALUES (?, ?, 1, ?)",
+                           arguments: [seq, draft.caller, draft.startedAt])
+            for user in draft.invited where user != draft.caller {
+                try db.execute(sql: "INSERT OR IGNORE INTO call_parties(call_seq, username, is_caller) VALUES (?, ?, 0)",
+                               arguments: [seq, user])
+            }
+            return try Self.call(db, seq)!
+        }
+    }
+
+    public func callJoined(seq: Int64, username: String, at: Millis) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE call_parties SET joined_at = ? WHERE call_seq = ? AND username = ? AND joined_at IS NULL",
+                           arguments: [at, seq, username])
+            try db.execute(sql: """
+                UPDATE calls SET answered_at = ? WHERE seq = ? AND answered_at IS NULL AND caller != ?
+                """, arguments: [at, seq, username])
+        }
+    }
+
+    public func callDeclined(seq: Int64, username: String) async throws {
+        _ = try await changesRow("UPDATE call_parties SET declined = 1 WHERE call_seq = ? AND username = ?", [seq, username])
+    }
+
+    public func setCallRecorded(seq: Int64, recorded: Bool) async throws {
+        _ = try await changesRow("UPDATE calls SET recorded = ? WHERE seq = ?", [recorded, seq])
+    }
+
+    public func endCall(seq: Int64, at: Millis, reason: String) async throws {
+        _ = try await changesRow("UPDATE calls SET ended_at = ?, end_reason = ? WHERE seq = ? AND ended_at IS NULL",
+                                 [at, reason, seq])
+    }
+
+    public func call(seq: Int64) async throws -> CallRecord? {
+        try await pool.read { db in try Self.call(db, seq) }
+    }
+
+    public func calls(for username: String, beforeSeq: Int64?, limit: Int) async throws -> [CallRecord] {
+        try await pool.read { db in
+            let seqs = try Int64.fetchAll(
+                db, sql: "SELECT call_seq FROM call_parties WHERE username = ? AND call_seq < ? ORDER BY call_seq DESC LIMIT ?",
+                arguments: [username, beforeSeq ?? Int64.max, limit])
+            return try seqs.compactMap { try Self.call(db, $0) }
+        }
+    }
+
+    public func endOpenCalls(at: Millis, reason: String) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE calls SET ended_at = ?, end_reason = ? WHERE ended_at IS NULL", arguments: [at, reason])
+            return db.changesCount
+        }
+    }
+
+    static func call(_ db: Database, _ seq: Int64) throws -> CallRecord? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM calls WHERE seq = ?", arguments: [seq]) else { return nil }
+        let parties = try Row.fetchAll(
+            db, sql: "SELECT * FROM call_parties WHERE call_seq = ? ORDER BY is_caller DESC, username", arguments: [seq]
+        ).map { CallParty(username: $0["username"], isCaller: $0["is_caller"], joinedAt: $0["joined_at"], declined: $0["declined"]) }
+        let media: String = row["media"]
+        return CallRecord(seq: seq, caller: row["caller"], callee: row["callee"], groupID: row["group_id"],
+                          groupName: row["group_name"], media: media.split(separator: ",").map(String.init),
+                          startedAt: row["started_at"], answeredAt: row["answered_at"], endedAt: row["ended_at"],
+                          endReason: row["end_reason"], recorded: row["recorded"], parties: parties)
+    }
+
     // MARK: Rows
 
     /// Runs one statement in its own write transaction; true when it changed

@@ -26,6 +26,7 @@ enum ClientRequest: Sendable {
     case addContact(username: String)
     case removeContact(username: String)
     case updateProfile(displayName: String?, avatarAttachmentID: String?, settings: JSONObject?)
+    case call(CallRequest)
 
     enum Login: Sendable {
         case password(username: String, password: String)
@@ -39,6 +40,22 @@ enum ClientRequest: Sendable {
         default: true
         }
     }
+}
+
+/// The Calls requests of PROTOCOL.md (WebSocket only).
+enum CallRequest: Sendable {
+    case start(callee: String?, groupName: String?, media: [String]?, record: Bool)
+    case accept(callID: String)
+    case reject(callID: String, reason: String?)
+    case end(callID: String)
+    case history(limit: Int, before: String?)
+    case publishOffer(callID: String, sdp: String)
+    case subscribeAnswer(callID: String, sdp: String)
+    case iceCandidate(callID: String)
+    case publishTrack(callID: String, mid: String, source: String?, muted: Bool?)
+    case signal(callID: String, to: String, payload: JSONObject)
+    case record(callID: String, enabled: Bool)
+    case iceRestart(callID: String)
 }
 
 /// What a request produced, for the front-end to render in its own syntax.
@@ -68,6 +85,12 @@ enum RequestOutcome: Sendable {
     case contactAdded(ChatService.Contact)
     case contactRemoved(username: String)
     case profileUpdated(UserRecord)
+    case callStarted(callID: String)
+    case callAccepted(callID: String, participants: [String])
+    /// The requester's own view of a call it ended, left or rejected.
+    case callEnded(callID: String, reason: String)
+    case publishAnswer(callID: String, sdp: String)
+    case callHistory([CallRecord], for: String)
 }
 
 /// How a front-end shows an outcome.
@@ -166,6 +189,48 @@ enum RequestDispatcher {
         case let .updateProfile(displayName, avatarAttachmentID, settings):
             renderer.render(.profileUpdated(try await service.updateProfile(
                 by: caller, displayName: displayName, avatarAttachmentID: avatarAttachmentID, settings: settings)))
+        case let .call(call):
+            guard let calls = context.calls else { throw ChatError.badRequest("calls are not available on this server") }
+            try await perform(call, calls: calls, caller: caller, renderer: renderer)
+        }
+    }
+
+    private static func perform(_ request: CallRequest, calls: CallService, caller: Caller,
+                                renderer: some OutcomeRenderer) async throws {
+        switch request {
+        case let .start(callee, groupName, media, record):
+            let started = try await calls.start(by: caller, callee: callee, groupName: groupName, media: media,
+                                                record: record)
+            renderer.render(.callStarted(callID: started.record.id))
+            if started.busy { await calls.finishBusy(started.record.id) }
+        case let .accept(callID):
+            renderer.render(.callAccepted(callID: callID, participants: try await calls.accept(by: caller, callID: callID)))
+        case let .reject(callID, reason):
+            renderer.render(.callEnded(callID: callID, reason: try await calls.reject(by: caller, callID: callID, reason: reason)))
+        case let .end(callID):
+            renderer.render(.callEnded(callID: callID, reason: try await calls.end(by: caller, callID: callID)))
+        case let .history(limit, before):
+            renderer.render(.callHistory(try await calls.history(for: caller, limit: limit, before: before), for: caller.username))
+        case let .publishOffer(callID, sdp):
+            renderer.render(.publishAnswer(callID: callID, sdp: try await calls.publish(by: caller, callID: callID, offer: sdp)))
+        case let .subscribeAnswer(callID, sdp):
+            try await calls.subscribeAnswer(by: caller, callID: callID, answer: sdp)
+            renderer.render(.nothing)
+        case let .iceCandidate(callID):
+            try await calls.iceCandidate(by: caller, callID: callID)
+            renderer.render(.nothing)
+        case let .publishTrack(callID, mid, source, muted):
+            try await calls.publishTrack(by: caller, callID: callID, mid: mid, source: source, muted: muted)
+            renderer.render(.nothing)
+        case let .signal(callID, to, payload):
+            try await calls.signal(by: caller, callID: callID, to: to, payload: payload)
+            renderer.render(.nothing)
+        case let .record(callID, enabled):
+            try await calls.setRecording(by: caller, callID: callID, enabled: enabled)
+            renderer.render(.nothing)
+        case let .iceRestart(callID):
+            try await calls.restartICE(by: caller, callID: callID)
+            renderer.render(.nothing)
         }
     }
 }

@@ -75,6 +75,13 @@ public final class ConnectionHub: Delivery {
         return reached
     }
 
+    @discardableResult
+    public func deliver(_ event: ChatEvent, to username: String, connection: ConnectionID) -> Bool {
+        let sink = shard(for: username).users.withLock { users in users[username]?.first { $0.id == connection }?.sink }
+        sink?.push(event)
+        return sink != nil
+    }
+
     public func isOnline(_ username: String) -> Bool {
         shard(for: username).users.withLock { users in users[username] != nil }
     }

@@ -73,6 +73,13 @@ public enum HTTPServer {
 
         let wsRouter = Router(context: UpgradeContext.self)
         wsRouter.ws("/ws") { request, upgrade in
+            // Pages from other origins may embed Parley unless
+            // --allowed-origins restricts them (RFC 6455 §10.2).
+            let allowed = context.configuration.allowedOrigins
+            if !allowed.isEmpty, let origin = request.headers[.origin], !allowed.contains(origin) {
+                context.metrics.countError(.forbidden)
+                return .dontUpgrade
+            }
             // A connection with a token is attached to its user *before* the
             // 101 goes out, so no message sent after the client sees the
             // upgrade can miss it.

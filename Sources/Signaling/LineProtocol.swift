@@ -202,7 +202,8 @@ struct LineRenderer: OutcomeRenderer {
         case .groupLeft(.success): queue.sendLine("leave_group_success")
         case let .groupLeft(.failure(reason)): queue.sendLine("leave_group_fail \(reason)")
         case .broadcastSent, .edited, .deleted, .markedRead, .chatDeleted, .nothing, .searchResults, .groups, .invited,
-             .contacts, .contactAdded, .contactRemoved, .profileUpdated:
+             .contacts, .contactAdded, .contactRemoved, .profileUpdated, .callStarted, .callAccepted, .callEnded,
+             .publishAnswer, .callHistory:
             // The line grammar has no such requests.
             break
         }

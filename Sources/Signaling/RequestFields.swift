@@ -40,6 +40,22 @@ struct RequestFields {
         }
     }
 
+    func optionalBool(_ key: String) throws -> Bool? {
+        guard let value = object[key], !value.isNull else { return nil }
+        guard case .bool(let b) = value else { throw ChatError.badRequest("field '\(key)' must be true or false") }
+        return b
+    }
+
+    func optionalStringArray(_ key: String) throws -> [String]? {
+        guard let value = object[key], !value.isNull else { return nil }
+        return try stringArray(key)
+    }
+
+    func object(_ key: String) throws -> JSONObject {
+        guard let o = try optionalObject(key) else { throw ChatError.badRequest("missing field '\(key)'") }
+        return o
+    }
+
     func optionalObject(_ key: String) throws -> JSONObject? {
         guard let value = object[key], !value.isNull else { return nil }
         guard let o = value.objectValue else { throw ChatError.badRequest("field '\(key)' must be an object") }

@@ -43,6 +43,8 @@ struct SessionState: Sendable {
         guard let username else { return }
         self.username = nil
         token = nil
+        // A closed connection (or a logout) is a leave from its call (PROTOCOL.md).
+        await context.calls?.connectionClosed(connectionID)
         if context.hub.unregister(id: connectionID, username: username) {
             await announcePresence(username, online: false)
         }

@@ -16,6 +16,10 @@ public struct SignalingConfiguration: Sendable {
     /// STUN/TURN servers handed to a user in `login_response.ice_servers`
     /// (fresh credentials per login). Nil leaves the field out (TURN off).
     public var iceServers: (@Sendable (_ username: String) -> [ICEServer])?
+    /// Origins whose pages may open `/ws` (the `Origin` header, RFC 6455
+    /// §4.2.1); empty: any. Requests without an Origin (non-browser
+    /// clients) are always allowed.
+    public var allowedOrigins: [String] = []
 
     public init(host: String = "127.0.0.1", httpPort: Int = 8080, linePort: Int = 7070, maxFrameBytes: Int = 65536,
                 rateLimit: Double = 50, rateBurst: Double = 200, outboundCapacity: Int = 8192)
@@ -86,14 +90,17 @@ public struct SignalingContext: Sendable {
     public let metrics: SignalingMetrics
     public let configuration: SignalingConfiguration
     public let logger: Logger
+    /// Call signaling; nil when the server has no SFU (call frames are refused).
+    public let calls: CallService?
 
     public init(service: ChatService, hub: ConnectionHub, metrics: SignalingMetrics, configuration: SignalingConfiguration,
-                logger: Logger)
+                logger: Logger, calls: CallService? = nil)
     {
         self.service = service
         self.hub = hub
         self.metrics = metrics
         self.configuration = configuration
         self.logger = logger
+        self.calls = calls
     }
 }

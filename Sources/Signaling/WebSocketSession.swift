@@ -72,11 +72,6 @@ struct WebSocketSession {
         queue.send(WireFormat.error(error, requestID: requestID))
     }
 
-    static let callTypes: Set<String> = [
-        "call_start", "call_accept", "call_reject", "call_end", "call_history", "publish_offer", "subscribe_answer",
-        "ice_candidate", "publish_track", "call_signal",
-    ]
-
     private mutating func dispatch(_ type: String, _ f: RequestFields, requestID: String?) async throws {
         // Everything but registering and logging in needs a login, checked
         // before the fields are.
@@ -160,10 +155,66 @@ struct WebSocketSession {
             return .updateProfile(displayName: try f.optionalString("display_name"),
                                   avatarAttachmentID: try f.optionalString("avatar_attachment_id"),
                                   settings: try f.optionalObject("settings"))
-        case _ where callTypes.contains(type):
-            throw ChatError.badRequest("calls are not available on this server yet")
         default:
-            throw ChatError(.unknownType, "unknown type '\(type)'")
+            guard let call = try callRequest(type, f) else { throw ChatError(.unknownType, "unknown type '\(type)'") }
+            return .call(call)
+        }
+    }
+
+    static let trackSources: Set<String> = ["camera", "microphone", "screen", "screen_audio"]
+
+    /// The Calls frames (PROTOCOL.md; `record_call` and `ice_restart` are
+    /// this server's, docs/PROTOCOL.md); nil for another type.
+    static func callRequest(_ type: String, _ f: RequestFields) throws -> CallRequest? {
+        switch type {
+        case "call_start":
+            return .start(callee: try f.optionalString("callee"), groupName: try f.optionalString("groupname"),
+                          media: try f.optionalStringArray("media"), record: try f.optionalBool("record") ?? false)
+        case "call_accept":
+            return .accept(callID: try f.string("call_id"))
+        case "call_reject":
+            return .reject(callID: try f.string("call_id"), reason: try f.optionalString("reason"))
+        case "call_end":
+            return .end(callID: try f.string("call_id"))
+        case "call_history":
+            return .history(limit: try f.optionalInt("limit") ?? 50, before: try f.optionalString("before_id"))
+        case "publish_offer":
+            return .publishOffer(callID: try f.string("call_id"), sdp: try f.string("sdp"))
+        case "subscribe_answer":
+            return .subscribeAnswer(callID: try f.string("call_id"), sdp: try f.string("sdp"))
+        case "ice_candidate":
+            let pc = try f.string("pc")
+            guard pc == "publish" || pc == "subscribe" else {
+                throw ChatError.badRequest("field 'pc' must be 'publish' or 'subscribe'")
+            }
+            let candidate = try f.optionalString("candidate") ?? ""
+            guard candidate.utf8.count <= 2048 else { throw ChatError(.tooLarge, "'candidate' is over 2048 bytes") }
+            guard candidate.isEmpty || candidate.hasPrefix("candidate:") else {
+                throw ChatError.badRequest("field 'candidate' must be an RFC 8839 'candidate:' line or empty")
+            }
+            _ = try f.optionalString("sdp_mid")
+            _ = try f.optionalInt("sdp_mline_index")
+            return .iceCandidate(callID: try f.string("call_id"))
+        case "publish_track":
+            let source = try f.optionalString("source")
+            if let source, !trackSources.contains(source) {
+                throw ChatError.badRequest("field 'source' must be one of \(trackSources.sorted().joined(separator: ", "))")
+            }
+            return .publishTrack(callID: try f.string("call_id"), mid: try f.string("mid"), source: source,
+                                 muted: try f.optionalBool("muted"))
+        case "call_signal":
+            return .signal(callID: try f.string("call_id"), to: try f.string("to"), payload: try f.object("payload"))
+        case "record_call":
+            guard let enabled = try f.optionalBool("enabled") else { throw ChatError.badRequest("missing field 'enabled'") }
+            return .record(callID: try f.string("call_id"), enabled: enabled)
+        case "ice_restart":
+            let pc = try f.optionalString("pc") ?? "subscribe"
+            guard pc == "subscribe" else {
+                throw ChatError.badRequest("restart the publish connection's ICE with a new 'publish_offer'")
+            }
+            return .iceRestart(callID: try f.string("call_id"))
+        default:
+            return nil
         }
     }
 
@@ -280,6 +331,16 @@ struct JSONRenderer: OutcomeRenderer {
             reply(["type": "contact_removed", "username": .string(username)])
         case let .profileUpdated(user):
             reply(["type": "profile_updated", "user": .object(WireFormat.user(user))])
+        case let .callStarted(callID):
+            reply(["type": "call_started", "call_id": .string(callID)])
+        case let .callAccepted(callID, participants):
+            reply(["type": "call_accepted", "call_id": .string(callID), "participants": .array(participants.map { .string($0) })])
+        case let .callEnded(callID, reason):
+            reply(WireFormat.event(.call(.ended(callID: callID, reason: reason))))
+        case let .publishAnswer(callID, sdp):
+            reply(["type": "publish_answer", "call_id": .string(callID), "sdp": .string(sdp)])
+        case let .callHistory(calls, user):
+            reply(["type": "call_history", "calls": .array(calls.map { .object($0.document(for: user)) })])
         }
     }
 

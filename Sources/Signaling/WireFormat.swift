@@ -96,6 +96,35 @@ enum WireFormat {
         case let .groupInvite(groupID, groupName, inviter):
             return ["type": "group_invite", "group_id": .string(groupID), "group_name": .string(groupName),
                     "inviter": .string(inviter)]
+        case let .call(call):
+            return Self.call(call)
+        }
+    }
+
+    static func call(_ event: CallEvent) -> JSONObject {
+        switch event {
+        case let .incoming(callID, caller, media, groupName):
+            var o: JSONObject = ["type": "call_incoming", "call_id": .string(callID), "caller": .string(caller),
+                                 "media": .array(media.map { .string($0) })]
+            if let groupName { o["groupname"] = .string(groupName) }
+            return o
+        case let .ended(callID, reason):
+            return ["type": "call_ended", "call_id": .string(callID), "reason": .string(reason)]
+        case let .joined(callID, user):
+            return ["type": "call_joined", "call_id": .string(callID), "user": .string(user)]
+        case let .left(callID, user):
+            return ["type": "call_left", "call_id": .string(callID), "user": .string(user)]
+        case let .subscribeOffer(callID, sdp):
+            return ["type": "subscribe_offer", "call_id": .string(callID), "sdp": .string(sdp)]
+        case let .tracks(callID, tracks):
+            return ["type": "tracks", "call_id": .string(callID), "tracks": .array(tracks.map { t in
+                .object(["track_id": .string(t.trackID), "user": .string(t.user), "kind": .string(t.kind),
+                         "source": .string(t.source), "muted": .bool(t.muted), "mid": .string(t.mid), "msid": .string(t.msid)])
+            })]
+        case let .signal(callID, from, payload):
+            return ["type": "call_signal", "call_id": .string(callID), "from": .string(from), "payload": .object(payload)]
+        case let .recording(callID, enabled, by):
+            return ["type": "call_recording", "call_id": .string(callID), "enabled": .bool(enabled), "by": .string(by)]
         }
     }
 

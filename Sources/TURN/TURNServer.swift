@@ -864,10 +864,12 @@ public struct TURNServer: Sendable {
         return isPeerAllowed(peer.ip)
     }
 
-    /// A permission (which names an IP, RFC 8656 §9) may be installed for a
-    /// server peer's IP; data then flows only with the server peers themselves.
-    private func isPermissionAllowed(_ ip: IPAddress) -> Bool {
-        isPeerAllowed(ip) || serverPeerOnlyIPs.contains(ip.unmappedIPv4)
+    /// A permission names an IP (RFC 8656 §9), but clients put the peer's
+    /// whole address in XOR-PEER-ADDRESS: one for a server peer is installed
+    /// when the address is exactly that peer, and data then flows only with
+    /// the server peers themselves.
+    private func isPermissionAllowed(_ peer: TransportAddress) -> Bool {
+        isPeerAllowed(peer.ip) || configuration.serverPeers.contains(peer)
     }
 
     /// Nil if the client may reach `peer` from `relay`, else the error (443/403).
@@ -880,7 +882,7 @@ public struct TURNServer: Sendable {
     /// As `checkPeer`, for a permission: only the IP counts.
     private func checkPermission(_ peer: TransportAddress, relay: TransportAddress) -> STUNErrorCode? {
         guard peer.ip.isIPv4 == relay.ip.isIPv4 else { return .peerAddressFamilyMismatch }
-        guard isPermissionAllowed(peer.ip) else { return .forbidden }
+        guard isPermissionAllowed(peer) else { return .forbidden }
         return nil
     }
 

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import MediaServer
 import NIOPosix
+import Prometheus
 import RTCBase
 import ServiceLifecycle
 import Signaling
@@ -21,8 +22,20 @@ struct Serve: AsyncParsableCommand {
     var httpPort: Int?
     @Option(help: "Line protocol TCP port, 0 = off (PARLEY_LINE_PORT). Default 7070.")
     var linePort: Int?
-    @Option(help: "SFU media UDP port (PARLEY_MEDIA_PORT). Default 50000.")
+    @Option(help: "SFU media port, UDP and ICE-TCP; worker i uses this + i (PARLEY_MEDIA_PORT). Default 50000.")
     var mediaPort: Int?
+    @Option(help: "SFU media workers, one engine and thread each; a call is pinned to one (PARLEY_MEDIA_WORKERS). Default 1.")
+    var mediaWorkers: Int?
+    @Flag(inversion: .prefixedNo, help: "Also offer ICE over TCP (RFC 6544 passive) on the media port numbers, for clients whose UDP is blocked (PARLEY_ICE_TCP=0 turns it off). Default on.")
+    var iceTcp = true
+    @Option(help: "Seconds without an ICE check before a peer connection has lost consent and its participant leaves (RFC 7675) (PARLEY_ICE_CONSENT_TIMEOUT). Default 30.")
+    var iceConsentTimeout: Int?
+    @Option(help: "Seconds an unanswered call rings before it ends with reason timeout (PARLEY_CALL_RING_TIMEOUT). Default 30.")
+    var callRingTimeout: Int?
+    @Option(help: "Directory for call recordings; without it calls cannot be recorded (PARLEY_RECORD_DIR).")
+    var recordDir: String?
+    @Option(help: "Comma-separated origins (https://app.example) whose pages may open /ws; default: any origin (PARLEY_ALLOWED_ORIGINS).")
+    var allowedOrigins: String?
     @Option(help: "STUN/TURN port, 0 = off (PARLEY_TURN_PORT). Default 3478.")
     var turnPort: Int?
     @Option(help: "Address advertised in media candidates and TURN relays (PARLEY_PUBLIC_IP). Default: --host.")
@@ -117,11 +130,27 @@ struct Serve: AsyncParsableCommand {
                                   runner: ThreadPoolRunner(), now: { Millis(Date().timeIntervalSince1970 * 1000) })
         var config = SignalingConfiguration(host: host, httpPort: httpPort, linePort: linePort, maxFrameBytes: maxFrame,
                                             rateLimit: Double(rate), rateBurst: Double(burst))
-        let turn = try turnSettings(host: host, port: turnPort, publicIP: publicIP, logger: logger)
-        if let turn { config.iceServers = turn.iceServers }
+        let originList = Setting.value(allowedOrigins, env: "PARLEY_ALLOWED_ORIGINS", default: "")
+        config.allowedOrigins = originList.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
         let metrics = SignalingMetrics()
+
+        // The SFU first: TURN needs its addresses (clients behind NAT reach it through relays).
+        let media = try await startMedia(host: host, port: mediaPort, publicIP: publicIP, registry: metrics.registry,
+                                         logger: logger)
+        var turn = try turnSettings(host: host, port: turnPort, publicIP: publicIP, logger: logger)
+        turn?.service.engine.serverPeers = Set(media.workers.advertisedAddresses + media.workers.boundAddresses)
+        if let turn { config.iceServers = turn.iceServers }
+        let calls = CallService(chat: service, media: CallMediaAdapter(workers: media.workers), settings: media.calls)
+        let ended = try await calls.recoverAfterRestart()
+        if ended > 0 { logger.notice("calls left open by the last run were ended", metadata: ["calls": "\(ended)"]) }
+        let pump = Task {
+            for await event in media.workers.events {
+                if let e = CallMediaAdapter.callEvent(event) { await calls.handle(e) }
+            }
+        }
         let context = SignalingContext(service: service, hub: hub, metrics: metrics, configuration: config,
-                                       logger: logger)
+                                       logger: logger, calls: calls)
         let app = HTTPServer.makeApplication(context: context, healthCheck: { try await store.ping() })
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: app)]
         if linePort != 0 {
@@ -133,14 +162,41 @@ struct Serve: AsyncParsableCommand {
                                                        logger: logger),
                                   successTerminationBehavior: .ignore))
         }
-        // The SFU comes with the media issues; say so rather than pretend.
-        logger.notice("the SFU media relay is not part of this build yet",
-                      metadata: ["media-port": "\(mediaPort)", "public-ip": "\(publicIP)"])
-
         let group = ServiceGroup(configuration: .init(services: services,
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            await media.workers.shutdown()
+            throw error
+        }
+        await media.workers.shutdown()
+        pump.cancel()
         logger.info("stopped")
+    }
+
+    /// Starts the SFU's media workers from the media flags.
+    func startMedia(host: String, port: Int, publicIP: String, registry: PrometheusCollectorRegistry,
+                    logger: Logger) async throws -> (workers: MediaWorkers, calls: CallService.Settings) {
+        guard let advertised = IPAddress(publicIP) else {
+            throw ValidationError("--public-ip must be an IP address, got '\(publicIP)'")
+        }
+        let workers = try Setting.int(mediaWorkers, env: "PARLEY_MEDIA_WORKERS", default: 1)
+        guard (1...64).contains(workers) else { throw ValidationError("--media-workers must be 1–64") }
+        guard port == 0 || port + workers - 1 <= 65535 else { throw ValidationError("--media-port + workers exceeds 65535") }
+        let consent = try Setting.int(iceConsentTimeout, env: "PARLEY_ICE_CONSENT_TIMEOUT", default: 30)
+        let ring = try Setting.int(callRingTimeout, env: "PARLEY_CALL_RING_TIMEOUT", default: 30)
+        guard consent >= 1, ring >= 1 else { throw ValidationError("timeouts must be at least 1 second") }
+        let tcp = iceTcp && !["0", "false", "no"].contains(ProcessInfo.processInfo.environment["PARLEY_ICE_TCP"]?.lowercased() ?? "")
+        var config = MediaConfiguration(host: host, port: port, workers: workers, publicIP: advertised, iceTCP: tcp)
+        config.consentTimeout = .seconds(consent)
+        config.recordDirectory = recordDir ?? ProcessInfo.processInfo.environment["PARLEY_RECORD_DIR"]
+        if advertised == .v4(0) || advertised == .v6(high: 0, low: 0) {
+            logger.warning("the SFU advertises the wildcard address; set --public-ip to an address clients can reach")
+        }
+        let started = try await MediaWorkers.start(configuration: config, registry: registry, logger: logger)
+        if let dir = config.recordDirectory { logger.info("call recording enabled", metadata: ["dir": "\(dir)"]) }
+        return (started, CallService.Settings(ringTimeout: .seconds(ring), recordingAvailable: config.recordDirectory != nil))
     }
 }
 

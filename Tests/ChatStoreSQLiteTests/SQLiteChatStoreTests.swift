@@ -32,8 +32,8 @@ func direct(_ from: String, _ to: String, _ text: String, at: Millis, client: St
 @Suite struct SQLiteChatStoreTests {
     @Test func migrationsAreVersionedAndIdempotent() throws {
         let temp = try TempStore()
-        #expect(try temp.store.appliedMigrations() == ["v1-chat", "v2-fts", "v3-history-by-time"])
-        #expect(try temp.reopen().appliedMigrations() == ["v1-chat", "v2-fts", "v3-history-by-time"])
+        #expect(try temp.store.appliedMigrations() == ["v1-chat", "v2-fts", "v3-history-by-time", "v4-calls"])
+        #expect(try temp.reopen().appliedMigrations() == ["v1-chat", "v2-fts", "v3-history-by-time", "v4-calls"])
     }
 
     @Test func usersAreUniqueAndSurviveReopen() async throws {
@@ -198,5 +198,37 @@ func direct(_ from: String, _ to: String, _ text: String, at: Millis, client: St
         let seq = try await store.insertMessages([direct("ann", "bob", "x", at: 1)], pendingFor: [[]])[0].message.seq
         #expect(try await store.markRead(seq: seq, reader: "bob", at: 2))
         #expect(try await !store.markRead(seq: seq, reader: "bob", at: 3))
+    }
+}
+
+@Suite struct CallHistoryStoreTests {
+    @Test func callsAreStoredJoinedAndEnded() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("parley-calls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let store = try SQLiteChatStore(path: dir.appendingPathComponent("db.sqlite").path)
+        let call = try await store.insertCall(CallDraft(caller: "ann", callee: "bob", groupID: nil, groupName: nil,
+                                                       media: ["audio", "video"], invited: ["bob"], startedAt: 1000,
+                                                       recorded: false))
+        #expect(call.id == "c\(call.seq)")
+        #expect(call.parties.map(\.username) == ["ann", "bob"])
+        #expect(call.status(for: "bob") == "ringing")
+        try await store.callJoined(seq: call.seq, username: "bob", at: 1500)
+        try await store.endCall(seq: call.seq, at: 2000, reason: "hangup")
+        try await store.endCall(seq: call.seq, at: 3000, reason: "again")
+        let stored = try #require(try await store.call(seq: call.seq))
+        #expect(stored.answeredAt == 1500)
+        #expect(stored.endedAt == 2000)
+        #expect(stored.endReason == "hangup")
+        #expect(stored.participants == ["ann", "bob"])
+        #expect(stored.status(for: "ann") == "completed")
+        let missed = try await store.insertCall(CallDraft(caller: "ann", callee: "bob", groupID: nil, groupName: nil,
+                                                         media: ["audio"], invited: ["bob"], startedAt: 4000, recorded: false))
+        #expect(try await store.endOpenCalls(at: 5000, reason: "server_restart") == 1)
+        #expect(try await store.call(seq: missed.seq)?.status(for: "bob") == "missed")
+        let history = try await store.calls(for: "bob", beforeSeq: nil, limit: 10)
+        #expect(history.map(\.seq) == [missed.seq, call.seq])
+        #expect(try await store.calls(for: "bob", beforeSeq: missed.seq, limit: 10).map(\.seq) == [call.seq])
+        #expect(try await store.calls(for: "eve", beforeSeq: nil, limit: 10).isEmpty)
     }
 }

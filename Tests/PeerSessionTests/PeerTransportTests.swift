@@ -182,3 +182,52 @@ func exchangeMedia(_ h: some MediaLink, count: Int, minimumFraction: Double) thr
         #expect(h.server.state == .checking)
     }
 }
+
+@Suite("ServerTransport's allocation-free path")
+struct ServerTransportTests {
+    @Test func bindingIsAnsweredIntoTheCallersBufferAndRestartChangesCredentials() throws {
+        let server = try ServerTransport(configuration: PeerSessionConfiguration(
+            iceRole: .server, dtlsRole: .server, localCredentials: Fixtures.serverCredentials,
+            certificate: Fixtures.serverCertificate, remoteCredentials: Fixtures.clientCredentials,
+            remoteFingerprint: Fixtures.clientCertificate.fingerprint))
+        var agent = ICEAgent(local: Fixtures.clientCredentials, remote: Fixtures.serverCredentials,
+                             localCandidates: [Fixtures.clientAddress], rng: SplitMix64(seed: 5))
+        agent.addRemoteCandidate(ICECandidate(foundation: "1", priority: ICECandidate.priority(type: .host),
+                                              address: Fixtures.serverAddress, type: .host))
+        var now = Instant.seconds(10)
+        agent.handleTimeout(now: now)
+        let first = agent.pollTransmit()
+        let check = try #require(first)
+        var reply = [UInt8](repeating: 0, count: 128)
+        let outcome = check.payload.withUnsafeBytes { packet in
+            reply.withUnsafeMutableBytes { server.answerBinding(packet, from: Fixtures.clientAddress, now: now, into: $0) }
+        }
+        guard case .answered(let n) = outcome else {
+            Issue.record("expected an answer, got \(outcome)")
+            return
+        }
+        #expect(server.isValidated(Fixtures.clientAddress))
+        // The answer is a valid success for the agent.
+        let accepted = reply.withUnsafeBytes {
+            agent.handleReceive(UnsafeRawBufferPointer(rebasing: $0[0..<n]), from: Fixtures.serverAddress,
+                                to: Fixtures.clientAddress, now: now)
+        }
+        #expect(accepted)
+        #expect(server.pollTransmit() == nil, "nothing allocated a queued transmit")
+        // Not STUN at all.
+        let rtp = Fixtures.rtp(seq: 1, ssrc: 1, payload: [1])
+        #expect(rtp.withUnsafeBytes { p in reply.withUnsafeMutableBytes { server.answerBinding(p, from: Fixtures.clientAddress, now: now, into: $0) } } == .notSTUN)
+        // After an ICE restart the old credentials no longer pass.
+        let fresh = ICECredentials(ufrag: "nEw1", password: "new-server-password-0123456789")
+        server.restartICE(local: fresh, remote: Fixtures.clientCredentials)
+        #expect(server.localCredentials == fresh)
+        now += .milliseconds(100)
+        agent.handleTimeout(now: now + .seconds(1))
+        if let stale = agent.pollTransmit() {
+            let again = stale.payload.withUnsafeBytes { packet in
+                reply.withUnsafeMutableBytes { server.answerBinding(packet, from: Fixtures.clientAddress, now: now, into: $0) }
+            }
+            #expect(again == .none, "a check with the old ufrag is refused (401 queued)")
+        }
+    }
+}

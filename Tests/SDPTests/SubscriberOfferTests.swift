@@ -114,3 +114,46 @@ enum SubscriberFixtures {
         }
     }
 }
+
+@Suite struct SubscriberLineLayoutTests {
+    @Test func aDepartedTracksLineIsReusedByTheSameKindNeverRemoved() {
+        var layout = SubscriberLineLayout<String>()
+        #expect(layout.place("a-mic", kind: .audio) == 0)
+        #expect(layout.place("a-cam", kind: .video) == 1)
+        #expect(layout.place("b-cam", kind: .video) == 2)
+        #expect(layout.place("a-cam", kind: .video) == 1, "placing again keeps the line")
+        #expect(layout.remove("a-cam") == 1)
+        #expect(layout.lines.count == 3)
+        #expect(layout.lines[1].key == nil)
+        // Audio never takes a video line; the next video does.
+        #expect(layout.place("c-mic", kind: .audio) == 3)
+        #expect(layout.place("c-cam", kind: .video) == 1)
+        #expect(layout.lines.map(\.mid.rawValue) == ["0", "1", "2", "3"])
+        #expect(layout.activeCount == 4)
+        #expect(layout.remove("nobody") == nil)
+    }
+
+    @Test func inactiveLinesStayInTheOfferWithoutSSRCs() throws {
+        let tracks = SubscriberFixtures.tracks
+        let lines: [SubscriberMediaLine] = [
+            .active(tracks[0]),
+            .inactive(mid: Mid(rawValue: "1"), kind: .video, codec: tracks[1].codec),
+        ]
+        let offer = SessionDescription.subscriberOffer(lines: lines, config: SubscriberFixtures.config)
+        #expect(try SessionDescription(parsing: offer.serialized()) == offer)
+        #expect(offer.bundleGroup?.mids.map(\.rawValue) == ["0", "1"])
+        let v = offer.media[1]
+        #expect(v.direction == .inactive)
+        #expect(v.port == offer.media[0].port, "still bundled, not rejected")
+        #expect(v.ssrcs.isEmpty && v.msid == nil)
+        #expect(v.formats == ["96", "97"])
+        #expect(offer.media[0].direction == .sendonly)
+        // A browser-style answer to it reads with the inactive line accepted.
+        var cfg = TestValues.answerConfig(allowSending: true, setup: .active)
+        cfg.iceUfrag = "cli2"
+        let answer = try SessionDescription.answer(to: offer, config: cfg)
+        #expect(answer.media[1].direction == .inactive)
+        let read = try SessionDescription.readSubscriberAnswer(answer, to: offer)
+        #expect(read.acceptedMids.map(\.rawValue) == ["0", "1"])
+    }
+}

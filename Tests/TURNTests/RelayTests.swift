@@ -175,6 +175,26 @@ struct RelayTests {
         #expect(h.permit([TransportAddress("192.168.0.1:4000")!])?.code == 403)
     }
 
+    @Test func theServersOwnMediaPortsAreReachableThoseAddressesOnly() throws {
+        let sfu = TransportAddress("10.0.0.5:50000")!
+        let h = Harness { $0.serverPeers = [sfu] }
+        let relay = try #require(h.allocate()?.relay)
+        // The SFU's exact address: permitted and bound; its host's other ports: not.
+        #expect(h.permit([sfu])?.isSuccess == true)
+        #expect(h.permit([TransportAddress("10.0.0.5:22")!])?.code == 403)
+        #expect(h.channelBind(0x4002, sfu)?.isSuccess == true)
+        #expect(h.channelBind(0x4003, TransportAddress("10.0.0.5:50001")!)?.code == 403)
+        // Data from the SFU reaches the client; from another port of its host it does not.
+        #expect(!h.fromPeer([1, 2, 3], relay: relay, peer: sfu).isEmpty)
+        #expect(h.fromPeer([1, 2, 3], relay: relay, peer: TransportAddress("10.0.0.5:53")!).isEmpty)
+        #expect(h.server.counters.forbiddenPeerDrops == 1)
+        // A Send indication to the SFU is relayed; to another port, dropped.
+        #expect(sendToPeerActions(h.fromClient(sendIndication(peer: sfu, data: [9], tid: h.tid()))).count == 1)
+        #expect(h.fromClient(sendIndication(peer: TransportAddress("10.0.0.5:53")!, data: [9], tid: h.tid())).isEmpty)
+        // Other private addresses stay refused.
+        #expect(h.permit([TransportAddress("10.0.0.6:50000")!])?.code == 403)
+    }
+
     @Test func bandwidthCapDropsExcess() throws {
         let h = Harness { $0.bandwidthLimit = 10_000 }  // 10 kB/s, 1 s burst
         let relay = try #require(h.allocate()?.relay)

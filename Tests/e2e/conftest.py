@@ -64,8 +64,8 @@ def _free_ports() -> tuple[int, int, int]:
             s.close()
 
 
-def _free_turn_port() -> int:
-    """A port free for both UDP and TCP (TURN listens on both, RFC 8656 §4)."""
+def _free_udp_tcp_port() -> int:
+    """A port free for both UDP and TCP (TURN, RFC 8656 §4, and the SFU with ICE-TCP listen on both)."""
     for _ in range(50):
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -109,8 +109,10 @@ class ParleyServer:
         if not PARLEY_BIN.exists():
             pytest.fail(f"server binary not found at {PARLEY_BIN} (set PARLEY_BIN)", pytrace=False)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.http_port, self.line_port, self.media_port = _free_ports()
-        self.turn_port = _free_turn_port() if self.turn else 0
+        self.http_port, self.line_port, _ = _free_ports()
+        # The SFU takes the media port for UDP and for ICE-TCP (RFC 6544).
+        self.media_port = _free_udp_tcp_port()
+        self.turn_port = _free_udp_tcp_port() if self.turn else 0
         # Test-only work factor: production uses the server's default PBKDF2
         # iteration count (210,000, docs/PROTOCOL.md); the server honours
         # PARLEY_PASSWORD_ITERATIONS so registrations in tests are fast.

@@ -20,7 +20,7 @@ import time
 import pytest
 
 import turn_client as tc
-from conftest import Harness, ParleyServer, _free_turn_port, metric_value, require_tools
+from conftest import Harness, ParleyServer, _free_udp_tcp_port, metric_value, require_tools
 
 SECRET = "e2e-shared-secret"
 REALM = "parley.test"
@@ -386,7 +386,7 @@ async def test_turn_over_tls(server_factory, tmp_path):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=30)
-    tls_port = _free_turn_port()
+    tls_port = _free_udp_tcp_port()
     srv = server_factory(extra_args=_turn_args() + ["--turn-tls-port", str(tls_port), "--turn-tls-cert", str(cert),
                                                     "--turn-tls-key", str(key)]).start()
     assert wait_for(lambda: "TURN over TLS listening" in srv.log_text())

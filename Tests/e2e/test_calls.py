@@ -1,0 +1,154 @@
+"""Calls through Parley's SFU with aiortc peers (PROTOCOL.md, Calls).
+
+Each participant publishes on one peer connection and subscribes on
+another; the SFU forwards every publisher's media to the others. The tests
+decode what arrives (frame counts, and that frames are not blank), follow
+`tracks` to know whose camera, microphone or screen each m-section carries,
+and check call signaling and history around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from call_peers import CallPeer, loopback_only
+from conftest import metric_value
+
+
+@pytest.fixture(autouse=True)
+def _loopback():
+    loopback_only()
+
+
+async def start_call(caller_ws, callee: str | None = None, group: str | None = None, **extra) -> str:
+    req = {"type": "call_start", "media": ["audio", "video"], **extra}
+    if callee:
+        req["callee"] = callee
+    if group:
+        req["groupname"] = group
+    started = await caller_ws.call(req, "call_started")
+    assert isinstance(started["call_id"], str) and started["call_id"]
+    return started["call_id"]
+
+
+async def accept(ws, call_id: str) -> dict:
+    incoming = await ws.recv_type("call_incoming", call_id=call_id)
+    assert incoming["media"] == ["audio", "video"]
+    return await ws.call({"type": "call_accept", "call_id": call_id}, "call_accepted")
+
+
+def sfu_metrics(server) -> str:
+    """The SFU's lines of /metrics, for failure messages."""
+    return "\n".join(l for l in server.http_get("/metrics")[1].splitlines() if "sfu" in l and not l.startswith("#"))
+
+
+async def test_one_to_one_call_with_screen_share(h, server):
+    a = await h.user("ca")
+    b = await h.user("cb")
+    pa, pb = CallPeer(a.ws, "a"), CallPeer(b.ws, "b")
+    try:
+        t0 = time.monotonic()
+        call_id = await start_call(a.ws, callee=b.name)
+        incoming = await b.ws.recv_type("call_incoming", call_id=call_id)
+        assert incoming["caller"] == a.name
+        accepted = await b.ws.call({"type": "call_accept", "call_id": call_id}, "call_accepted")
+        assert set(accepted["participants"]) == {a.name, b.name}
+        joined = await a.ws.recv_type("call_joined", call_id=call_id)
+        assert joined["user"] == b.name
+
+        await pa.publish(call_id, screen=True)
+        await pb.publish(call_id)
+        # Each side gets offers as the other's tracks appear.
+        await pb.answer_subscribe_offer()
+        await pa.answer_subscribe_offer()
+        # B may see A's tracks in one offer or two (A labelled the screen first).
+        deadline = time.monotonic() + 10
+        while not (pb.track(a.name, "screen") and pb.track(a.name, "camera")) and time.monotonic() < deadline:
+            await pb.answer_subscribe_offer()
+        screen = pb.track(a.name, "screen")
+        assert screen and screen["kind"] == "video", pb.tracks
+        assert pb.track(a.name, "camera") and pb.track(a.name, "microphone"), pb.tracks
+        assert screen["msid"].split()[1] == screen["track_id"]
+
+        try:
+            await pb.wait_frames({(a.name, "camera"): 15, (a.name, "screen"): 15, (a.name, "microphone"): 30})
+        except AssertionError as e:
+            stats = await pb.sub.getStats()
+            inbound = [(x.kind, x.ssrc, x.packetsReceived) for x in stats.values() if x.type == "inbound-rtp"]
+            raise AssertionError(f"{e}\n{sfu_metrics(server)}\ninbound {inbound}") from None
+        await pa.wait_frames({(b.name, "camera"): 15, (b.name, "microphone"): 30})
+        first = min(s.first_at for s in pb.stats.values() if s.kind == "video" and s.first_at)
+        print(f"call_start -> first decoded frame (aiortc): {(first - t0) * 1000:.0f} ms")
+        assert pb.nonblank(a.name, "camera") > 0 and pb.nonblank(a.name, "screen") > 0
+        assert pa.nonblank(b.name, "camera") > 0 and pa.nonblank(b.name, "microphone") > 0
+        assert (640, 360) in pb.stats[screen["mid"]].sizes
+
+        ended = await a.ws.call({"type": "call_end", "call_id": call_id}, "call_ended")
+        assert ended["reason"] == "hangup"
+        theirs = await b.ws.recv_type("call_ended", call_id=call_id)
+        assert theirs["reason"] == "hangup"
+
+        for user, peer in ((a, "caller"), (b, "callee")):
+            hist = await user.ws.call({"type": "call_history", "limit": 10}, "call_history")
+            entry = next(c for c in hist["calls"] if c["call_id"] == call_id)
+            assert entry["caller"] == a.name
+            assert set(entry["participants"]) == {a.name, b.name}
+            assert entry["status"] == "completed", (peer, entry)
+            assert entry["started_at"] and entry["ended_at"]
+    finally:
+        await pa.close()
+        await pb.close()
+
+
+async def test_group_call_of_three_survives_a_leave(h, server):
+    a, b, c = await h.user("ga"), await h.user("gb"), await h.user("gc")
+    group = await a.ws.call({"type": "create_group", "group_name": f"grp{a.name[-8:]}"}, "create_group_response")
+    gid, gname = group["group_id"], group["group_name"]
+    for u in (b, c):
+        await a.ws.call({"type": "invite", "group_id": gid, "username": u.name}, "invite_response")
+    peers = {u.name: CallPeer(u.ws, u.name) for u in (a, b, c)}
+    try:
+        call_id = await start_call(a.ws, group=gname)
+        for u in (b, c):
+            await accept(u.ws, call_id)
+        for u in (a, b, c):
+            await peers[u.name].publish(call_id, video=True)
+        # Everyone receives the other two: answer offers until both are there.
+        for u in (a, b, c):
+            p = peers[u.name]
+            others = [x.name for x in (a, b, c) if x is not u]
+            deadline = time.monotonic() + 15
+            while not all(p.track(o, "camera") and p.track(o, "microphone") for o in others):
+                assert time.monotonic() < deadline, (u.name, p.tracks)
+                await p.answer_subscribe_offer()
+        for u in (a, b, c):
+            others = [x.name for x in (a, b, c) if x is not u]
+            await peers[u.name].wait_frames({(o, "camera"): 10 for o in others})
+
+        # C leaves: A and B get a fresh offer without C's tracks and keep decoding each other.
+        ended = await c.ws.call({"type": "call_end", "call_id": call_id}, "call_ended")
+        assert ended["reason"] == "left"
+        for u in (a, b):
+            p = peers[u.name]
+            left = await u.ws.recv_type("call_left", call_id=call_id)
+            assert left["user"] == c.name
+            sdp = await p.answer_subscribe_offer()
+            assert "a=inactive" in sdp, "C's lines go inactive, they are not removed"
+            assert not p.track(c.name, "camera"), p.tracks
+        before = {u.name: peers[u.name].frames([x.name for x in (a, b) if x is not u][0], "camera") for u in (a, b)}
+        await peers[a.name].wait_frames({(b.name, "camera"): before[a.name] + 20})
+        await peers[b.name].wait_frames({(a.name, "camera"): before[b.name] + 20})
+
+        # Two remain: the call goes on; when B leaves too, it ends.
+        await b.ws.call({"type": "call_end", "call_id": call_id}, "call_ended")
+        final = await a.ws.recv_type("call_ended", call_id=call_id)
+        assert final["reason"] == "hangup"
+        hist = await c.ws.call({"type": "call_history", "limit": 5}, "call_history")
+        entry = next(x for x in hist["calls"] if x["call_id"] == call_id)
+        assert entry["groupname"] == gname and set(entry["participants"]) == {a.name, b.name, c.name}
+    finally:
+        for p in peers.values():
+            await p.close()
