@@ -85,6 +85,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
+            resources: [.copy("Web")],
             swiftSettings: strict
         ),
         // The IO edge of the media side: UDP edges on their own epoll threads

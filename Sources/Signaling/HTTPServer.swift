@@ -68,7 +68,13 @@ public enum HTTPServer {
         }
         router.get("/") { _, _ -> Response in
             Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
-                     body: .init(byteBuffer: ByteBuffer(string: "Parley signaling server. WebSocket: /ws, health: /health\n")))
+                     body: .init(byteBuffer: ByteBuffer(string: "Parley signaling server. WebSocket: /ws, health: /health, call page: /call\n")))
+        }
+        // The call page (a browser client for calls) and its files.
+        let web = WebAssets()
+        router.get("/call") { request, _ -> Response in web.response("call.html", request: request) }
+        router.get("/assets/:name") { request, context -> Response in
+            web.response(context.parameters.get("name") ?? "", request: request)
         }
 
         let wsRouter = Router(context: UpgradeContext.self)
