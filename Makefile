@@ -7,7 +7,7 @@ PYTHON     ?= python3
 VENV       := .venv
 SUDO       := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 APT_PACKAGES := pkg-config libssl-dev libopus-dev libvpx-dev libsrtp2-dev libsqlite3-dev python3-venv \
-                vpx-tools opus-tools ffmpeg coturn gnuplot-nox openssl
+                vpx-tools opus-tools ffmpeg coturn gnuplot-nox openssl chromium chromium-driver
 ARGS       ?=
 
 .PHONY: run test deps venv build build-debug unit e2e fuzz-smoke fuzz bench-signaling bench-stun bench-turn bench-primitives clean

@@ -13,6 +13,7 @@ let package = Package(
         // The media core, for the benchmarks package and embedders.
         .executable(name: "parley-fuzz", targets: ["ParleyFuzz"]),
         .executable(name: "parley-echo-peer", targets: ["EchoPeer"]),
+        .executable(name: "parley-call", targets: ["ParleyCall"]),
         .library(name: "ParleyMedia", targets: ["RTCBase", "STUN", "ICE", "DTLS", "SDP", "SRTP", "RTP", "PeerSession", "TURN", "Codecs",
                                                 "SFU", "Recording"]),
     ],
@@ -140,6 +141,29 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // A headless call client: signaling over WebSocket, publish and
+        // subscribe transports, synthetic camera/screen/Opus sources, decoding.
+        .target(
+            name: "CallClient",
+            dependencies: [
+                "PeerSession", "SDP", "RTP", "ICE", "DTLS", "RTCBase", "Codecs",
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // `parley-call`: the headless call client on the command line.
+        .executableTarget(
+            name: "ParleyCall",
+            dependencies: [
+                "CallClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Samples/ParleyCall",
+            swiftSettings: strict
+        ),
         // A headless peer that answers an offer and echoes RTP (the aiortc check).
         .executableTarget(
             name: "EchoPeer",
@@ -190,5 +214,7 @@ let package = Package(
         .testTarget(name: "SFUTests", dependencies: ["SFU", "PeerSession", "SDP", "RTP", "ICE", "DTLS", "STUN", "RTCBase"],
                     swiftSettings: strict),
         .testTarget(name: "RecordingTests", dependencies: ["Recording", "Codecs", "RTP", "RTCBase"], swiftSettings: strict),
+        .testTarget(name: "CallClientTests", dependencies: ["CallClient", "PeerSession", "SDP", "RTP", "Codecs", "RTCBase"],
+                    swiftSettings: strict),
     ]
 )

@@ -1,0 +1,2 @@
+// parley-call: being written.
+print("parley-call is not built yet")

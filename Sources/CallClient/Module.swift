@@ -1,0 +1,1 @@
+// The CallClient target: see CallClient.swift.
