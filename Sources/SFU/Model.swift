@@ -193,6 +193,7 @@ final class Participant {
     var sourceBySSRC: [UInt32: SourceRef] = [:]
     var twcc = TransportFeedbackRecorder()
     var publishSessionVersion: UInt64 = 0
+    var lastPublishAnswer: SessionDescription?
     /// Labels given with `publish_track`, by mid, kept for tracks not yet offered.
     var hints: [Mid: (source: TrackSource?, muted: Bool?)] = [:]
     /// Incoming media bytes in the current REMB window.

@@ -82,6 +82,7 @@ extension SFUEngine {
             p.publish = session
         }
         let changed = updateTracks(of: p, in: r, from: offer, answer: answer)
+        p.lastPublishAnswer = answer
         if changed {
             for other in r.participants where other !== p {
                 other.needsOffer = true
@@ -181,6 +182,11 @@ extension SFUEngine {
                 p.sourceBySSRC[rtx.rawValue] = SourceRef(track: track, layer: 0, isRTX: true)
             }
         }
+    }
+
+    /// The last answer given to the participant's publish offer.
+    public func lastPublishAnswer(room: RoomID, participant: ParticipantID) -> String? {
+        rooms[room]?.participant(participant)?.lastPublishAnswer?.serialized()
     }
 
     /// Labels a published track (PROTOCOL.md `publish_track`): its source

@@ -610,14 +610,17 @@ public final class SFUEngine {
         nextTick = rooms.isEmpty ? nil : now + Self.tick
         for room in rooms.values {
             for p in room.participants {
-                for s in p.sessions where !s.ended {
-                    if let d = s.deadline, d <= now {
-                        s.transport.handleTimeout(now: now)
-                        drain(s, output: &output)
-                    }
-                }
+                if let s = p.publish { runTimers(s, now: now, output: &output) }
+                if let s = p.subscribe { runTimers(s, now: now, output: &output) }
                 periodicRTCP(p, now: now, output: &output)
             }
         }
+    }
+
+    @inline(__always)
+    private func runTimers(_ s: Session, now: Instant, output: inout some SFUOutput) {
+        guard !s.ended, let d = s.deadline, d <= now else { return }
+        s.transport.handleTimeout(now: now)
+        drain(s, output: &output)
     }
 }

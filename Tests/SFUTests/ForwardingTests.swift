@@ -1,3 +1,4 @@
+import ICE
 import PeerSession
 import RTCBase
 import RTP
@@ -10,8 +11,8 @@ private let bob = ParticipantID(2)
 private let carol = ParticipantID(3)
 
 /// A call of two: alice publishes audio + video, bob subscribes.
-private func twoParty(seed: UInt64 = 7) throws -> (SFUHarness, ClientPC, ClientPC) {
-    let h = SFUHarness(seed: seed)
+private func twoParty(seed: UInt64 = 7, consentTimeout: Duration = .seconds(30)) throws -> (SFUHarness, ClientPC, ClientPC) {
+    let h = SFUHarness(seed: seed, consentTimeout: consentTimeout)
     let pub = try ClientPC(address: TransportAddress("192.0.2.1:40000")!, ufrag: "aliP", seed: 1)
     let sub = try ClientPC(address: TransportAddress("192.0.2.2:40002")!, ufrag: "bobS", seed: 2)
     try h.publish(alice, user: "alice", pc: pub)
@@ -260,5 +261,48 @@ struct ForwardingTests {
         try h.send(Packets.rtp(pt: 111, seq: 5, ts: 960, ssrc: 1001, payload: [1, 2, 3]), from: pub)
         h.run(for: .milliseconds(20))
         #expect(sub.rtp.count == 1)
+    }
+
+    @Test func lostConsentEndsTheTransport() throws {
+        let (h, _, sub) = try twoParty(consentTimeout: .seconds(10))
+        h.events = []
+        h.run(for: .seconds(3))
+        #expect(!h.events.contains { if case .disconnected = $0 { true } else { false } })
+        // The subscriber's checks stop reaching the SFU (RFC 7675: consent lapses).
+        h.cut.insert(sub.address)
+        h.run(for: .seconds(12))
+        let lost = h.events.compactMap { e -> (ParticipantID, TransportRole, String)? in
+            if case .disconnected(_, let p, let role, let reason) = e { return (p, role, reason) } else { return nil }
+        }
+        #expect(lost.count == 1)
+        #expect(lost.first?.0 == bob && lost.first?.1 == .subscribe && lost.first?.2 == "consent_lost")
+        #expect(h.engine.counters.consentLost == 1)
+    }
+
+    @Test func aPublishReofferWithNewCredentialsRestartsICE() throws {
+        let (h, pub, _) = try twoParty()
+        let first = try SessionDescription(parsing: try #require(h.engine.lastPublishAnswer(room: h.room, participant: alice)))
+        let fresh = ICECredentials(ufrag: "aliR", password: "client-password-restarted-0123456789")
+        var out = CollectingOutput()
+        let text = try h.engine.publish(room: h.room, participant: alice,
+                                        offer: h.publishOffer(for: pub, credentials: fresh), output: &out)
+        let second = try SessionDescription(parsing: text)
+        let oldUfrag = try #require(first.iceUfrag(for: first.media[0]))
+        let newUfrag = try #require(second.iceUfrag(for: second.media[0]))
+        let newPassword = try #require(second.icePassword(for: second.media[0]))
+        #expect(oldUfrag != newUfrag, "RFC 8445 §9: the answerer restarts with new credentials too")
+        #expect(h.engine.sessionCount == 2, "the same transports, no new ones")
+        // A check with the new credentials, from a new address, is answered and the address learned.
+        var agent = ICEAgent(local: fresh, remote: ICECredentials(ufrag: newUfrag, password: newPassword),
+                             localCandidates: [TransportAddress("192.0.2.1:40100")!], rng: SplitMix64(seed: 3))
+        agent.addRemoteCandidate(ICECandidate(foundation: "1", priority: ICECandidate.priority(type: .host),
+                                              address: SFUHarness.sfuAddress, type: .host))
+        agent.handleTimeout(now: h.now)
+        let next = agent.pollTransmit()
+        let check = try #require(next)
+        var bytes = check.payload
+        bytes.withUnsafeMutableBytes { h.engine.handleDatagram($0, from: TransportAddress("192.0.2.1:40100")!, now: h.now, output: &out) }
+        #expect(out.datagrams.contains { $0.destination == TransportAddress("192.0.2.1:40100")! })
+        #expect(h.engine.counters.unknownICEUsername == 0)
     }
 }

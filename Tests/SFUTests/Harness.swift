@@ -79,20 +79,25 @@ final class SFUHarness {
     var subscribers: [ParticipantID: ClientPC] = [:]
     var room = RoomID("c1")
 
-    init(seed: UInt64 = 7) {
+    /// Clients whose datagrams never reach the engine (a cut cable).
+    var cut: Set<TransportAddress> = []
+
+    init(seed: UInt64 = 7, consentTimeout: Duration = .seconds(30)) {
         var config = SFUConfiguration(certificate: Certificates.sfu,
                                       candidates: ["1 1 udp 2130706431 10.0.0.1 50000 typ host"], seed: seed)
         config.ntpAtZero = 0xE000_0000_0000_0000
+        config.consentTimeout = consentTimeout
         engine = SFUEngine(configuration: config)
     }
 
     func publishOffer(for pc: ClientPC, audioSSRC: UInt32 = 1001, videoSSRC: UInt32 = 2001, rtxSSRC: UInt32 = 2002,
-                      video: Bool = true) -> String {
+                      video: Bool = true, credentials: ICECredentials? = nil) -> String {
+        let credentials = credentials ?? pc.credentials
         var lines = [
             "v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0",
             video ? "a=group:BUNDLE 0 1" : "a=group:BUNDLE 0", "a=msid-semantic: WMS s1",
             "m=audio 9 UDP/TLS/RTP/SAVPF 111", "c=IN IP4 0.0.0.0",
-            "a=ice-ufrag:\(pc.credentials.ufrag)", "a=ice-pwd:\(pc.credentials.password)", pc.fingerprintLine,
+            "a=ice-ufrag:\(credentials.ufrag)", "a=ice-pwd:\(credentials.password)", pc.fingerprintLine,
             "a=setup:actpass", "a=mid:0",
             "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
             "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
@@ -104,7 +109,7 @@ final class SFUHarness {
         if video {
             lines += [
                 "m=video 9 UDP/TLS/RTP/SAVPF 96 97", "c=IN IP4 0.0.0.0",
-                "a=ice-ufrag:\(pc.credentials.ufrag)", "a=ice-pwd:\(pc.credentials.password)", pc.fingerprintLine,
+                "a=ice-ufrag:\(credentials.ufrag)", "a=ice-pwd:\(credentials.password)", pc.fingerprintLine,
                 "a=setup:actpass", "a=mid:1",
                 "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
                 "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
@@ -193,7 +198,7 @@ final class SFUHarness {
     func drain(_ pc: ClientPC) {
         while let t = pc.transport.pollTransmit() {
             precondition(t.destination == Self.sfuAddress)
-            toEngine.append((pc.address, t.payload))
+            if !cut.contains(pc.address) { toEngine.append((pc.address, t.payload)) }
         }
         while let e = pc.transport.pollEvent() {
             switch e {
