@@ -271,11 +271,16 @@ extension SFUEngine {
             packets.append(.senderReport(RTCPSenderReport(ssrc: stream.ssrc, ntpTimestamp: ntpTime, rtpTimestamp: rtpTime,
                                                           packetCount: stream.packetsSent, octetCount: stream.octetsSent)))
             chunks.append(RTCPSourceDescription.Chunk(source: stream.ssrc,
-                                                      items: [.init(type: .cname, text: "parley-sfu")]))
+                                                      items: [.init(type: .cname, text: Self.cname)]))
         }
-        guard !packets.isEmpty else { return }
-        packets.append(.sourceDescription(RTCPSourceDescription(chunks: chunks)))
-        counters.senderReportsSent += packets.count - 1
-        sendRTCP(packets, on: session, to: destination, output: &output)
+        // A compound stays well under the MTU: 16 SRs (28 bytes each) and
+        // their SDES chunks per datagram.
+        for start in stride(from: 0, to: packets.count, by: 16) {
+            let end = min(start + 16, packets.count)
+            var compound = Array(packets[start..<end])
+            compound.append(.sourceDescription(RTCPSourceDescription(chunks: Array(chunks[start..<end]))))
+            counters.senderReportsSent += end - start
+            sendRTCP(compound, on: session, to: destination, output: &output)
+        }
     }
 }
