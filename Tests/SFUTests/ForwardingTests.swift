@@ -305,4 +305,59 @@ struct ForwardingTests {
         #expect(out.datagrams.contains { $0.destination == TransportAddress("192.0.2.1:40100")! })
         #expect(h.engine.counters.unknownICEUsername == 0)
     }
+
+    @Test func simulcastForwardsTheWidestSendingLayerAndSwitchesAtItsKeyframe() throws {
+        let h = SFUHarness()
+        let pub = try ClientPC(address: TransportAddress("192.0.2.1:40000")!, ufrag: "aliP", seed: 1)
+        let sub = try ClientPC(address: TransportAddress("192.0.2.2:40002")!, ufrag: "bobS", seed: 2)
+        h.clients[pub.address] = pub
+        h.engine.join(room: h.room, participant: alice, user: "alice")
+        var out = CollectingOutput()
+        let answer = try SessionDescription(parsing: try h.engine.publish(room: h.room, participant: alice,
+                                                                          offer: h.simulcastOffer(for: pub), output: &out))
+        #expect(answer.media[0].simulcast != nil, "simulcast is mirrored as receive")
+        try pub.apply(remote: answer)
+        h.subscribe(bob, user: "bob", pc: sub)
+        #expect(h.connect([pub, sub]))
+        h.run(for: .milliseconds(100))
+        let layers: [(rid: String, ssrc: UInt32, width: UInt16, size: Int)] =
+            [("q", 301, 320, 150), ("h", 302, 640, 250), ("f", 303, 1280, 350)]
+        var seq: [UInt32: UInt16] = [:]
+        func frame(_ l: (rid: String, ssrc: UInt32, width: UInt16, size: Int), key: Bool, ts: UInt32) throws {
+            let s = seq[l.ssrc, default: 100]
+            seq[l.ssrc] = s &+ 1
+            try h.send(Packets.rtp(pt: 96, seq: s, ts: ts, ssrc: l.ssrc, marker: true,
+                                   extensions: [(4, Array("0".utf8)), (10, Array(l.rid.utf8))],
+                                   payload: Packets.vp8(pictureID: UInt16(s), key: key, size: l.size, width: l.width)), from: pub)
+        }
+        sub.rtp = []
+        // Keyframes on every layer, then deltas: the stream moves up to the
+        // widest layer at its keyframe and stays there.
+        for l in layers { try frame(l, key: true, ts: 0) }
+        h.run(for: .milliseconds(20))
+        let afterKeyframes = sub.rtp.count
+        #expect((1...3).contains(afterKeyframes))
+        for i in 1...5 {
+            for l in layers { try frame(l, key: false, ts: UInt32(3000 * i)) }
+            h.run(for: .milliseconds(33))
+        }
+        let deltaSizes = sub.rtp.dropFirst(afterKeyframes).map { header($0).payload.count }
+        #expect(deltaSizes == Array(repeating: 350, count: 5), "every delta comes from f")
+        // Sequence numbers stayed continuous through the switches.
+        let all = sub.rtp.map { header($0).seq }
+        for (a, b) in zip(all, all.dropFirst()) { #expect(b == a &+ 1) }
+        // f stops (its sender went away); h's next keyframe takes over, numbering continuing.
+        let lastSeq = sub.rtp.last.map { header($0).seq }
+        h.run(for: .seconds(3))
+        sub.rtp = []
+        for i in 6...8 {
+            try frame(layers[1], key: i == 7, ts: UInt32(3000 * i))
+            try frame(layers[0], key: i == 7, ts: UInt32(3000 * i))
+            h.run(for: .milliseconds(33))
+        }
+        let switched = sub.rtp.map { header($0).seq }
+        #expect(switched.count == 2, "h from its keyframe on")
+        #expect(sub.rtp.map { header($0).payload.count } == [250, 250])
+        if let lastSeq, let first = switched.first { #expect(first == lastSeq &+ 1) }
+    }
 }

@@ -123,6 +123,24 @@ final class SFUHarness {
         return lines.joined(separator: "\r\n") + "\r\n"
     }
 
+    /// A Chromium-style simulcast video offer: rids q, h, f, no a=ssrc lines
+    /// (SSRCs are learned from the rid header extension).
+    func simulcastOffer(for pc: ClientPC) -> String {
+        [
+            "v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0", "a=group:BUNDLE 0", "a=msid-semantic: WMS s1",
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97", "c=IN IP4 0.0.0.0",
+            "a=ice-ufrag:\(pc.credentials.ufrag)", "a=ice-pwd:\(pc.credentials.password)", pc.fingerprintLine,
+            "a=setup:actpass", "a=mid:0",
+            "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
+            "a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+            "a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id",
+            "a=sendonly", "a=msid:s1 v1", "a=rtcp-mux", "a=rtcp-rsize",
+            "a=rtpmap:96 VP8/90000", "a=rtcp-fb:96 nack", "a=rtcp-fb:96 nack pli",
+            "a=rtpmap:97 rtx/90000", "a=fmtp:97 apt=96",
+            "a=rid:q send", "a=rid:h send", "a=rid:f send", "a=simulcast:send q;h;f",
+        ].joined(separator: "\r\n") + "\r\n"
+    }
+
     /// A publisher: joins, offers, applies the answer.
     @discardableResult
     func publish(_ participant: ParticipantID, user: String, pc: ClientPC, video: Bool = true) throws -> String {
@@ -244,11 +262,11 @@ enum Packets {
 
     /// A VP8 payload: descriptor with a 15-bit PictureID, then a frame tag
     /// (a keyframe with its start code and size when `key`).
-    static func vp8(pictureID: UInt16, key: Bool, start: Bool = true, size: Int = 200) -> [UInt8] {
+    static func vp8(pictureID: UInt16, key: Bool, start: Bool = true, size: Int = 200, width: UInt16 = 640) -> [UInt8] {
         var p: [UInt8] = [start ? 0x90 : 0x80, 0x80, 0x80 | UInt8(pictureID >> 8 & 0x7F), UInt8(pictureID & 0xFF)]
         if start {
             if key {
-                p += [0x00, 0x00, 0x00, 0x9D, 0x01, 0x2A, 0x80, 0x02, 0xE0, 0x01]  // 640x480
+                p += [0x00, 0x00, 0x00, 0x9D, 0x01, 0x2A, UInt8(width & 0xFF), UInt8(width >> 8), 0xE0, 0x01]
             } else {
                 p += [0x01, 0x00, 0x00]
             }
