@@ -215,6 +215,10 @@ public actor CallService {
         }
         call.participants.append((caller.connectionID, caller.username))
         byConnection[caller.connectionID] = callID
+        if !call.record.parties.contains(where: { $0.username == caller.username }) {
+            // A member added to the group since the call started is a party from now on.
+            call.record.parties.append(CallParty(username: caller.username, isCaller: false))
+        }
         if caller.username != call.record.caller, !call.answered {
             call.answered = true
             if !call.isGroup { call.timer?.cancel() }
@@ -250,6 +254,11 @@ public actor CallService {
         }
         guard !call.isParticipant(caller.connectionID) else {
             throw ChatError.badRequest("already in the call: use 'call_end' to leave")
+        }
+        if !call.isGroup, call.answered {
+            // Another device of the callee answered: this one was told
+            // `answered_elsewhere` and cannot end the call by declining.
+            throw ChatError.conflict("call '\(callID)' was answered on another connection")
         }
         call.declined.insert(caller.username)
         let seq = call.record.seq, user = caller.username

@@ -75,8 +75,9 @@ public protocol ChatStore: Sendable {
 
     /// Stores a new call with its caller (joined at `startedAt`) and invitees.
     func insertCall(_ draft: CallDraft) async throws -> CallRecord
-    /// `username` joined the call's media (the first time counts); the
-    /// first joiner other than the caller answers it.
+    /// `username` joined the call's media (the first time counts; a user
+    /// not yet a party, a group member added since the start, becomes one);
+    /// the first joiner other than the caller answers it.
     func callJoined(seq: Int64, username: String, at: Millis) async throws
     func callDeclined(seq: Int64, username: String) async throws
     func setCallRecorded(seq: Int64, recorded: Bool) async throws

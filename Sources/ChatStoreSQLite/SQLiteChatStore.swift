@@ -472,6 +472,9 @@ public final class SQLiteChatStore: ChatStore {
 
     public func callJoined(seq: Int64, username: String, at: Millis) async throws {
         try await pool.write { db in
+            // A group member added since the call started becomes a party as they join.
+            try db.execute(sql: "INSERT OR IGNORE INTO call_parties(call_seq, username, is_caller) VALUES (?, ?, 0)",
+                           arguments: [seq, username])
             try db.execute(sql: "UPDATE call_parties SET joined_at = ? WHERE call_seq = ? AND username = ? AND joined_at IS NULL",
                            arguments: [at, seq, username])
             try db.execute(sql: """
