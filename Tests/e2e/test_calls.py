@@ -15,7 +15,7 @@ import time
 import pytest
 
 from call_peers import CallPeer, loopback_only
-from conftest import metric_value
+from conftest import Harness, metric_value
 
 
 @pytest.fixture(autouse=True)
@@ -152,3 +152,39 @@ async def test_group_call_of_three_survives_a_leave(h, server):
     finally:
         for p in peers.values():
             await p.close()
+
+
+async def test_calls_spread_over_media_workers(server_factory, uname):
+    """With --media-workers 2 each call is pinned to one worker (its own
+    port, media-port + i); calls land on both, and media flows on either."""
+    srv = server_factory(extra_args=["--media-workers", "2"]).start()
+    h = Harness(srv)
+    peers: list[CallPeer] = []
+    try:
+        ports = set()
+        pairs = []
+        for i in range(6):
+            a, b = await h.user("wa"), await h.user("wb")
+            call_id = await start_call(a.ws, callee=b.name)
+            peer = CallPeer(a.ws, a.name)
+            peers.append(peer)
+            answer = await peer.publish(call_id, video=False)
+            port = int(next(l for l in answer.splitlines() if l.startswith("a=candidate:") and " udp " in l).split()[5])
+            ports.add(port)
+            pairs.append((a, b, call_id, port))
+        assert ports == {srv.media_port, srv.media_port + 1}, ports
+        # A full call on the second worker.
+        a, b, call_id, port = next(p for p in pairs if p[3] == srv.media_port + 1)
+        await accept(b.ws, call_id)
+        pb = CallPeer(b.ws, b.name)
+        peers.append(pb)
+        await pb.publish(call_id, video=True)
+        pa = next(p for p in peers if p.ws is a.ws)
+        await pa.answer_subscribe_offer()
+        await pa.wait_frames({(b.name, "camera"): 10, (b.name, "microphone"): 20})
+        text = srv.http_get("/metrics")[1]
+        assert metric_value(text, "parley_sfu_rooms", 'worker="1"') is not None
+    finally:
+        for p in peers:
+            await p.close()
+        await h.close_all()
