@@ -141,7 +141,8 @@ public actor CallService {
             return Started(record: stored, busy: true)
         }
         for user in draft.invited {
-            delivery.deliver(.call(.incoming(callID: id, caller: caller.username, media: kinds, groupName: draft.groupName)),
+            delivery.deliver(.call(.incoming(callID: id, caller: caller.username, media: kinds, groupName: draft.groupName,
+                                             recorded: record)),
                              to: user, excluding: nil)
         }
         let timeout = settings.ringTimeout
@@ -150,7 +151,11 @@ public actor CallService {
             guard !Task.isCancelled else { return }
             await self?.ringTimedOut(id)
         }
-        if record { try? await media.setRecording(call: id, enabled: true) }
+        if record {
+            try? await media.setRecording(call: id, enabled: true)
+            delivery.deliver(.call(.recording(callID: id, enabled: true, by: caller.username)), to: caller.username,
+                             connection: caller.connectionID)
+        }
         return Started(record: stored, busy: false)
     }
 
@@ -240,6 +245,11 @@ public actor CallService {
         }
         for p in call.participants where p.connection != caller.connectionID {
             delivery.deliver(.call(.joined(callID: callID, user: caller.username)), to: p.user, connection: p.connection)
+        }
+        if call.recording {
+            // Everyone in a recorded call is told, whenever they join.
+            delivery.deliver(.call(.recording(callID: callID, enabled: true, by: call.record.caller)), to: caller.username,
+                             connection: caller.connectionID)
         }
         return call.participants.map(\.user)
     }

@@ -13,7 +13,8 @@ public enum ChatEvent: Sendable {
 
 /// What call signaling pushes (PROTOCOL.md, Calls; docs/PROTOCOL.md).
 public enum CallEvent: Sendable {
-    case incoming(callID: String, caller: String, media: [String], groupName: String?)
+    /// `recorded`: the caller asked for the call to be recorded.
+    case incoming(callID: String, caller: String, media: [String], groupName: String?, recorded: Bool)
     case ended(callID: String, reason: String)
     /// Someone joined or left the call's media.
     case joined(callID: String, user: String)

@@ -95,8 +95,10 @@ public struct ICELiteAgent: Sendable {
     /// request and writes the success response into `buffer` (128 bytes is
     /// enough). Updates validation, nomination and consent like
     /// `handleReceive`, but queues nothing.
-    public mutating func respond(to view: STUNMessageView, from source: TransportAddress, now: Instant,
-                                 into buffer: UnsafeMutableRawBufferPointer) -> Reply {
+    /// `mapped`, when given, is reported in XOR-MAPPED-ADDRESS instead of
+    /// `source` (the edge's name for the peer is not its real address).
+    public mutating func respond(to view: STUNMessageView, from source: TransportAddress, mapped: TransportAddress? = nil,
+                                 now: Instant, into buffer: UnsafeMutableRawBufferPointer) -> Reply {
         guard view.type == .bindingRequest, !consentExpired else { return .drop }
         switch auth.validate(view) {
         case .discard:
@@ -118,7 +120,7 @@ public struct ICELiteAgent: Sendable {
                                        key: auth.localKey))
         }
         guard let n = try? writeBindingSuccess(into: buffer, transactionID: view.transactionID,
-                                                mapped: source, key: auth.localKey) else { return .drop }
+                                                mapped: mapped ?? source, key: auth.localKey) else { return .drop }
         validated[source] = now
         // RFC 8445 §7.3.1.5: USE-CANDIDATE from the controlling agent
         // nominates this pair; a lite agent uses the latest nomination.

@@ -14,15 +14,15 @@ final class MediaStreams: @unchecked Sendable {
     let loop: any EventLoop
     private let logger: Logger
     // Touched only on `loop`:
-    private var channels: [TransportAddress: any Channel] = [:]
+    private var channels: [UInt64: any Channel] = [:]
+    private var nextID: UInt64 = 1
     var server: (any Channel)?
     private var closed = false
-    /// Read from the engine's thread on every send: who is a TCP peer.
-    private let connected = Mutex<Set<TransportAddress>>([])
     private let count = Atomic<Int>(0)
     private let framingErrors = Atomic<Int>(0)
-    /// Delivers one frame to the worker (set once the edge exists).
-    var deliver: (@Sendable ([UInt8], TransportAddress) -> Void)?
+    /// Delivers one frame to the worker: the bytes, the connection's address
+    /// in the engine (`address(for:)`), and its real remote address.
+    var deliver: (@Sendable ([UInt8], TransportAddress, TransportAddress) -> Void)?
 
     init(loop: any EventLoop, logger: Logger) {
         self.loop = loop
@@ -32,18 +32,27 @@ final class MediaStreams: @unchecked Sendable {
     var connectionCount: Int { count.load(ordering: .relaxed) }
     var framingErrorCount: Int { framingErrors.load(ordering: .relaxed) }
 
-    /// From the engine's thread.
+    /// The address a TCP connection has in the engine: IPv6 `100::<id>`
+    /// (RFC 6666's discard-only prefix, which no datagram can come from)
+    /// with the peer's port. The engine keys sessions by address, so a TCP
+    /// connection from the same IP and port as a UDP peer is never taken
+    /// for it (nor the other way round).
+    static func address(for id: UInt64, port: UInt16) -> TransportAddress {
+        TransportAddress(ip: .v6(high: 0x0100_0000_0000_0000, low: id), port: port)
+    }
+
+    /// The connection id of an engine address, if it is a TCP connection's.
     @inline(__always)
-    func isConnected(_ address: TransportAddress) -> Bool {
-        guard count.load(ordering: .relaxed) > 0 else { return false }
-        return connected.withLock { $0.contains(address) }
+    static func connection(of address: TransportAddress) -> UInt64? {
+        guard case .v6(let high, let low) = address.ip, high == 0x0100_0000_0000_0000 else { return nil }
+        return low
     }
 
     /// From the engine's thread: one datagram to a TCP peer, framed (RFC 4571 §2).
-    func send(_ datagram: [UInt8], to address: TransportAddress) {
+    func send(_ datagram: [UInt8], to id: UInt64) {
         guard datagram.count <= 0xFFFF else { return }
         loop.execute {
-            guard let channel = self.channels[address] else { return }
+            guard let channel = self.channels[id] else { return }
             var buffer = channel.allocator.buffer(capacity: datagram.count + 2)
             buffer.writeInteger(UInt16(datagram.count))
             buffer.writeBytes(datagram)
@@ -51,17 +60,18 @@ final class MediaStreams: @unchecked Sendable {
         }
     }
 
-    func register(_ channel: any Channel, address: TransportAddress) -> Bool {
-        guard !closed else { return false }
-        channels[address] = channel
-        connected.withLock { _ = $0.insert(address) }
+    /// A new connection (on the loop): its id, or nil once closing.
+    func register(_ channel: any Channel) -> UInt64? {
+        guard !closed else { return nil }
+        let id = nextID
+        nextID += 1
+        channels[id] = channel
         count.store(channels.count, ordering: .relaxed)
-        return true
+        return id
     }
 
-    func unregister(_ address: TransportAddress) {
-        channels[address] = nil
-        connected.withLock { _ = $0.remove(address) }
+    func unregister(_ id: UInt64) {
+        channels[id] = nil
         count.store(channels.count, ordering: .relaxed)
     }
 
@@ -88,7 +98,6 @@ final class MediaStreams: @unchecked Sendable {
             let all = [self.server].compactMap { $0 } + Array(self.channels.values)
             self.server = nil
             self.channels = [:]
-            self.connected.withLock { $0 = [] }
             self.count.store(0, ordering: .relaxed)
             return EventLoopFuture.andAllComplete(all.map { $0.close().recover { _ in } }, on: self.loop)
         }
@@ -99,24 +108,28 @@ final class MediaStreams: @unchecked Sendable {
 final class FramedMediaHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     private let streams: MediaStreams
-    private var address: TransportAddress?
+    private var id: UInt64?
+    private var remote: TransportAddress?
+    private var engineAddress: TransportAddress?
     private var pending = ByteBuffer()
     static let maxFrame = 4096
 
     init(streams: MediaStreams) { self.streams = streams }
 
     func channelActive(context: ChannelHandlerContext) {
-        guard let remote = context.channel.remoteAddress, let address = AddressConversion.transportAddress(remote),
-              streams.register(context.channel, address: address) else {
+        guard let peer = context.channel.remoteAddress, let remote = AddressConversion.transportAddress(peer),
+              let id = streams.register(context.channel) else {
             context.close(promise: nil)
             return
         }
-        self.address = address
+        self.id = id
+        self.remote = remote
+        engineAddress = MediaStreams.address(for: id, port: remote.port)
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let address else { return }
+        guard let engineAddress, let remote else { return }
         var buffer = unwrapInboundIn(data)
         pending.writeBuffer(&buffer)
         while let length = pending.getInteger(at: pending.readerIndex, as: UInt16.self) {
@@ -130,14 +143,14 @@ final class FramedMediaHandler: ChannelInboundHandler {
             guard pending.readableBytes >= 2 + Int(length) else { break }
             pending.moveReaderIndex(forwardBy: 2)
             guard let frame = pending.readBytes(length: Int(length)) else { break }
-            streams.deliver?(frame, address)
+            streams.deliver?(frame, engineAddress, remote)
         }
         pending.discardReadBytes()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let address { streams.unregister(address) }
-        address = nil
+        if let id { streams.unregister(id) }
+        id = nil
         context.fireChannelInactive()
     }
 

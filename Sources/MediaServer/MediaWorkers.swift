@@ -112,8 +112,8 @@ public final class MediaWorkers: Sendable {
                 let edge = try UDPEdge(handler: handler, io: io, metricsInterval: metrics == nil ? nil : .milliseconds(250),
                                        logger: logger)
                 if let stream {
-                    stream.deliver = { [edge] bytes, source in
-                        edge.post { h, _ in h.streamDatagram(bytes, from: source, now: MonotonicClock.now()) }
+                    stream.deliver = { [edge] bytes, source, remote in
+                        edge.post { h, _ in h.streamDatagram(bytes, from: source, remote: remote, now: MonotonicClock.now()) }
                     }
                 }
                 edge.start(name: "parley-media-\(i)")
@@ -218,7 +218,9 @@ public final class MediaWorkers: Sendable {
     /// Starts or stops recording a call's media.
     public func setRecording(room: RoomID, enabled: Bool) async throws(SFUError) {
         let result = await edge(room).submit { h, _ in
-            Result { () throws(SFUError) in try h.engine.setRecording(room: room, enabled: enabled) }
+            h.withOutput { engine, output in
+                Result { () throws(SFUError) in try engine.setRecording(room: room, enabled: enabled, output: &output) }
+            }
         }
         try result.get()
     }

@@ -107,10 +107,14 @@ final class SFUEdge: UDPEdgeHandler {
         body(engine, &output)
     }
 
-    /// A datagram that arrived over ICE-TCP (one RFC 4571 frame).
-    func streamDatagram(_ bytes: [UInt8], from source: TransportAddress, now: Instant) {
+    /// A datagram that arrived over ICE-TCP (one RFC 4571 frame), from the
+    /// connection's engine address; `remote` is its real address, the one
+    /// a Binding answer reports (XOR-MAPPED-ADDRESS).
+    func streamDatagram(_ bytes: [UInt8], from source: TransportAddress, remote: TransportAddress, now: Instant) {
         var copy = bytes
-        copy.withUnsafeMutableBytes { engine.handleDatagram($0, from: source, now: now, output: &output) }
+        copy.withUnsafeMutableBytes {
+            engine.handleDatagram($0, from: source, mapped: remote, now: now, output: &output)
+        }
     }
 }
 
@@ -123,11 +127,11 @@ struct EdgeOutput: SFUOutput {
 
     @inline(__always)
     mutating func send(to destination: TransportAddress, capacity: Int, _ body: (UnsafeMutableRawBufferPointer) -> Int?) {
-        if let streams, streams.isConnected(destination) {
+        if let streams, let id = MediaStreams.connection(of: destination) {
             var buffer = [UInt8](repeating: 0, count: capacity)
             guard let n = buffer.withUnsafeMutableBytes({ body($0) }) else { return }
             buffer.removeSubrange(n...)
-            streams.send(buffer, to: destination)
+            streams.send(buffer, to: id)
             return
         }
         queue.append(fd: fd, to: destination, reserving: capacity, body)

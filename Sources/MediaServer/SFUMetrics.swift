@@ -49,6 +49,7 @@ final class SFUMetrics: @unchecked Sendable {
             (\.pliReceived, rtcp("pli", "in")),
             (\.firReceived, rtcp("fir", "in")),
             (\.keyframeRequestsSent, rtcp("pli", "out")),
+            (\.keyframesFromCache, counter("sfu_keyframes_from_cache", "Subscriber streams started from the cached last keyframe")),
             (\.transportFeedbackSent, rtcp("transport_cc", "out")),
             (\.rembSent, rtcp("remb", "out")),
             (\.senderReportsSent, rtcp("sr", "out")),

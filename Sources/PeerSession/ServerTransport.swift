@@ -76,8 +76,11 @@ public final class ServerTransport {
 
     /// Handles a STUN datagram from `source`: a valid Binding request is
     /// answered into `reply` (at least 128 bytes) without allocating, and
-    /// updates validation, nomination and consent.
-    public func answerBinding(_ packet: UnsafeRawBufferPointer, from source: TransportAddress, now: Instant,
+    /// updates validation, nomination and consent. `mapped` is what
+    /// XOR-MAPPED-ADDRESS reports, when the edge names the peer by another
+    /// address than its real one (ICE-TCP connections).
+    public func answerBinding(_ packet: UnsafeRawBufferPointer, from source: TransportAddress,
+                              mapped: TransportAddress? = nil, now: Instant,
                               into reply: UnsafeMutableRawBufferPointer) -> BindingOutcome {
         channel.counters.bytesIn += packet.count
         guard channel.isLive else { return .none }
@@ -90,7 +93,7 @@ public final class ServerTransport {
         }
         guard view.type == .bindingRequest else { return .none }
         let outcome: BindingOutcome
-        switch lite.respond(to: view, from: source, now: now, into: reply) {
+        switch lite.respond(to: view, from: source, mapped: mapped, now: now, into: reply) {
         case .drop:
             outcome = .none
         case .success(let n):

@@ -51,6 +51,8 @@ final class SourceLayer {
     /// Width of the last keyframe (orders simulcast layers).
     var keyframeWidth = 0
     var lastKeyframeAt: Instant?
+    /// Sequence number of the last keyframe's first packet.
+    var lastKeyframeSequence: UInt16?
     var lastKeyframeRequest: Instant?
 
     init(rid: RID?, ssrc: SSRC?, rtxSSRC: SSRC?, clockRate: UInt32, cacheSlots: Int?) {

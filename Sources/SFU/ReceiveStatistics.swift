@@ -98,7 +98,8 @@ struct NACKGenerator {
     private(set) var abandoned = 0
 
     /// A packet with extended index `index` arrived. Returns true when it
-    /// is one that was missing (a retransmission or a late packet).
+    /// is one that was asked for (repaired by a retransmission, plain or
+    /// RTX); a late packet not yet asked for just stops being missing.
     @discardableResult
     mutating func received(_ index: Int64, now: Instant) -> Bool {
         guard let h = highest else {
@@ -120,9 +121,10 @@ struct NACKGenerator {
             return false
         }
         if let i = missing.firstIndex(where: { $0.index == index }) {
-            if missing[i].asks > 0 { recovered += 1 }
+            let asked = missing[i].asks > 0
+            if asked { recovered += 1 }
             missing.remove(at: i)
-            return true
+            return asked
         }
         return false
     }

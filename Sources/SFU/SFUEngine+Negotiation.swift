@@ -380,7 +380,9 @@ extension SFUEngine {
                 stream.track.streams.append(stream)
                 if stream.track.kind == .video {
                     stream.needsKeyframe = true
-                    requestKeyframe(stream.track, layer: stream.layerIndex, now: nil, output: &output)
+                    if !startFromCache(stream, output: &output) {
+                        requestKeyframe(stream.track, layer: stream.layerIndex, now: nil, output: &output)
+                    }
                 }
             }
         }

@@ -113,16 +113,36 @@ public final class SFUEngine {
 
     /// Starts or stops handing the room's media to `recorder`. The room
     /// need not exist yet (a call recorded from its start).
-    public func setRecording(room id: RoomID, enabled: Bool) throws(SFUError) {
+    public func setRecording(room id: RoomID, enabled: Bool, output: inout some SFUOutput) throws(SFUError) {
         guard let recorder else { throw .recording("no recorder is configured (--record-dir)") }
         if enabled {
-            recordingRooms.insert(id)
-            // Start the files at a keyframe.
+            guard recordingRooms.insert(id).inserted else { return }
+            // Video files start at a keyframe: the cached last one when it is
+            // there, and a fresh one asked for either way (publishers send
+            // keyframes only when asked).
             for p in rooms[id]?.participants ?? [] {
-                for t in p.tracks where t.kind == .video { t.layers.forEach { $0.lastKeyframeRequest = nil } }
+                for t in p.tracks where t.kind == .video {
+                    recordFromCache(t)
+                    requestKeyframe(t, layer: t.preferredLayer, now: nil, output: &output)
+                }
             }
         } else if recordingRooms.remove(id) != nil {
             recorder.finish(room: id)
+        }
+    }
+
+    /// Hands the recorder a video track's packets from its last keyframe on, from the cache.
+    private func recordFromCache(_ track: PublishedTrack) {
+        let layer = track.layers[track.preferredLayer]
+        guard let recorder, let cache = layer.cache, let first = layer.lastKeyframeSequence, layer.stats.received > 0,
+              let at = layer.lastPacketAt else { return }
+        let highest = UInt16(truncatingIfNeeded: layer.stats.highestIndex)
+        let count = Int(highest &- first) + 1
+        guard count <= cache.slots / 2 else { return }
+        for i in 0..<count {
+            guard let packet = cache.packet(first &+ UInt16(i)) else { continue }
+            recorder.packet(room: track.owner.room, track: track.id, kind: track.kind.rawValue, user: track.owner.user,
+                            source: track.source, bytes: packet, arrival: at)
         }
     }
 
@@ -263,10 +283,13 @@ public final class SFUEngine {
             session.wasConnected = true
             emit(.connected(room: p.room, participant: p.id, role: session.role))
             if session.role == .subscribe {
-                // Every stream starts at a keyframe.
-                for case let stream? in p.lineStreams where stream.track.kind == .video {
+                // Every stream starts at a keyframe: the source's last one
+                // from the cache when it is there, else a fresh one.
+                for case let stream? in p.lineStreams where stream.track.kind == .video && stream.negotiated {
                     stream.needsKeyframe = true
-                    requestKeyframe(stream.track, layer: stream.layerIndex, now: nil, output: &output)
+                    if !startFromCache(stream, output: &output) {
+                        requestKeyframe(stream.track, layer: stream.layerIndex, now: nil, output: &output)
+                    }
                 }
             }
         case .disconnected(let reason):
@@ -284,14 +307,17 @@ public final class SFUEngine {
 
     /// One datagram from `source`, in a buffer the engine may change (SRTP
     /// is decrypted in place).
-    public func handleDatagram(_ buffer: UnsafeMutableRawBufferPointer, from source: TransportAddress, now: Instant,
-                               output: inout some SFUOutput) {
+    ///
+    /// `mapped`: the address a Binding answer reports when `source` is not
+    /// the peer's real one (the IO edge names ICE-TCP connections apart).
+    public func handleDatagram(_ buffer: UnsafeMutableRawBufferPointer, from source: TransportAddress,
+                               mapped: TransportAddress? = nil, now: Instant, output: inout some SFUOutput) {
         counters.datagramsIn += 1
         if nextTick == nil { nextTick = now + Self.tick }
         let packet = UnsafeRawBufferPointer(buffer)
         switch PacketKind.classify(packet) {
         case .stun:
-            receiveSTUN(packet, from: source, now: now, output: &output)
+            receiveSTUN(packet, from: source, mapped: mapped ?? source, now: now, output: &output)
         case .dtls:
             guard let session = sessionsByAddress[source] else {
                 counters.unknownSource += 1
@@ -329,8 +355,8 @@ public final class SFUEngine {
         }
     }
 
-    private func receiveSTUN(_ packet: UnsafeRawBufferPointer, from source: TransportAddress, now: Instant,
-                             output: inout some SFUOutput) {
+    private func receiveSTUN(_ packet: UnsafeRawBufferPointer, from source: TransportAddress, mapped: TransportAddress,
+                             now: Instant, output: inout some SFUOutput) {
         var session = sessionsByAddress[source]
         if session == nil {
             // RFC 8445 §7.2.2: USERNAME is "ourUfrag:theirUfrag".
@@ -346,7 +372,7 @@ public final class SFUEngine {
         guard let session, !session.ended else { return }
         var answered = false
         output.send(to: source, capacity: 128) { reply in
-            switch session.transport.answerBinding(packet, from: source, now: now, into: reply) {
+            switch session.transport.answerBinding(packet, from: source, mapped: mapped, now: now, into: reply) {
             case .answered(let n):
                 answered = true
                 return n
@@ -457,7 +483,7 @@ public final class SFUEngine {
         let layer = track.layers[index]
         let sequence = header.sequenceNumber
         let extended = layer.stats.record(sequence: sequence, timestamp: header.timestamp, size: raw.count, now: now)
-        if layer.nack.received(extended, now: now), retransmission { counters.repairedFromPublisher += 1 }
+        if layer.nack.received(extended, now: now) { counters.repairedFromPublisher += 1 }
         layer.lastPacketAt = now
         if !track.sawMedia {
             track.sawMedia = true
@@ -469,6 +495,7 @@ public final class SFUEngine {
             keyframe = VP8PayloadDescriptor.isKeyFrame(rtpPayload: payload)
             if keyframe {
                 layer.lastKeyframeAt = now
+                layer.lastKeyframeSequence = sequence.rawValue
                 if let d = try? VP8DescriptorLayout(parsing: payload), payload.count >= d.length + 10,
                    let kf = try? VP8KeyFrameHeader(parsing: UnsafeRawBufferPointer(rebasing: payload[d.length...])) {
                     layer.keyframeWidth = Int(kf.width)
@@ -513,7 +540,9 @@ public final class SFUEngine {
             }
             if stream.needsKeyframe {
                 guard keyframe else {
-                    requestKeyframe(track, layer: layer, now: now, output: &output)
+                    if !startFromCache(stream, output: &output) {
+                        requestKeyframe(track, layer: layer, now: now, output: &output)
+                    }
                     return
                 }
                 stream.needsKeyframe = false
@@ -530,6 +559,32 @@ public final class SFUEngine {
         stream.octetsSent &+= UInt32(truncatingIfNeeded: payload.count)
         counters.rtpForwarded += 1
         counters.bytesForwarded += payload.count
+    }
+
+    /// Starts a stream that waits for a keyframe at the source's last one,
+    /// replaying it and everything after it from the retransmission cache
+    /// (a GOP cache): a new subscriber's first frame then does not wait for
+    /// the publisher's next keyframe, which browsers send at most every
+    /// 300 ms after the last one whatever PLIs say. Only when the keyframe
+    /// is recent and every packet since is cached; false otherwise.
+    func startFromCache(_ stream: ForwardedStream, output: inout some SFUOutput) -> Bool {
+        let track = stream.track
+        guard track.kind == .video, stream.negotiated, stream.layerIndex < track.layers.count else { return false }
+        let layer = track.layers[stream.layerIndex]
+        guard let cache = layer.cache, let first = layer.lastKeyframeSequence, let at = layer.lastKeyframeAt,
+              let last = layer.lastPacketAt, last - at < .seconds(2), layer.stats.received > 0 else { return false }
+        let highest = UInt16(truncatingIfNeeded: layer.stats.highestIndex)
+        let count = Int(highest &- first) + 1
+        guard count <= cache.slots / 2 else { return false }
+        for i in 0..<count where cache.packet(first &+ UInt16(i)) == nil { return false }
+        guard let session = stream.subscriber.subscribe, session.transport.state == .connected else { return false }
+        stream.needsKeyframe = false
+        for i in 0..<count {
+            guard let packet = cache.packet(first &+ UInt16(i)), let header = try? RTPHeaderView(packet) else { continue }
+            forward(header, layer: stream.layerIndex, keyframe: i == 0, to: stream, now: last, output: &output)
+        }
+        counters.keyframesFromCache += 1
+        return true
     }
 
     @inline(__always)
@@ -624,3 +679,4 @@ public final class SFUEngine {
         drain(s, output: &output)
     }
 }
+

@@ -177,6 +177,8 @@ public struct SFUCounters: Sendable, Hashable {
     public var pliReceived = 0
     public var firReceived = 0
     public var keyframeRequestsSent = 0
+    /// Streams started from the cached last keyframe (no PLI needed).
+    public var keyframesFromCache = 0
     public var transportFeedbackSent = 0
     public var rembSent = 0
     public var senderReportsSent = 0

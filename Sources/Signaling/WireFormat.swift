@@ -103,10 +103,11 @@ enum WireFormat {
 
     static func call(_ event: CallEvent) -> JSONObject {
         switch event {
-        case let .incoming(callID, caller, media, groupName):
+        case let .incoming(callID, caller, media, groupName, recorded):
             var o: JSONObject = ["type": "call_incoming", "call_id": .string(callID), "caller": .string(caller),
                                  "media": .array(media.map { .string($0) })]
             if let groupName { o["groupname"] = .string(groupName) }
+            if recorded { o["record"] = .bool(true) }
             return o
         case let .ended(callID, reason):
             return ["type": "call_ended", "call_id": .string(callID), "reason": .string(reason)]

@@ -33,7 +33,7 @@ extension RecordingDelivery {
         pushes.compactMap { p in
             guard p.user == user, case let .call(e) = p.event else { return nil }
             switch e {
-            case let .incoming(id, _, _, _): return "incoming:\(id)"
+            case let .incoming(id, _, _, _, _): return "incoming:\(id)"
             case let .ended(_, reason): return "ended:\(reason)"
             case let .joined(_, u): return "joined:\(u)"
             case let .left(_, u): return "left:\(u)"

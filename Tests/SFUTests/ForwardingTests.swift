@@ -360,4 +360,35 @@ struct ForwardingTests {
         #expect(sub.rtp.map { header($0).payload.count } == [250, 250])
         if let lastSeq, let first = switched.first { #expect(first == lastSeq &+ 1) }
     }
+
+    @Test func aLateSubscriberStartsAtTheCachedKeyframe() throws {
+        let h = SFUHarness()
+        let pub = try ClientPC(address: TransportAddress("192.0.2.1:40000")!, ufrag: "aliP", seed: 1)
+        try h.publish(alice, user: "alice", pc: pub)
+        #expect(h.connect([pub]))
+        // The publisher's keyframe and two deltas pass before anyone subscribes.
+        try h.send(Packets.rtp(pt: 96, seq: 500, ts: 9000, ssrc: 2001, payload: Packets.vp8(pictureID: 1, key: true)), from: pub)
+        try h.send(Packets.rtp(pt: 96, seq: 501, ts: 12000, ssrc: 2001, payload: Packets.vp8(pictureID: 2, key: false)), from: pub)
+        try h.send(Packets.rtp(pt: 96, seq: 502, ts: 15000, ssrc: 2001, payload: Packets.vp8(pictureID: 3, key: false)), from: pub)
+        h.run(for: .milliseconds(50))
+        pub.rtcp = []
+        let sub = try ClientPC(address: TransportAddress("192.0.2.2:40002")!, ufrag: "bobS", seed: 2)
+        h.subscribe(bob, user: "bob", pc: sub)
+        #expect(h.connect([sub]))
+        h.run(for: .milliseconds(20))
+        let video = sub.rtp.filter { header($0).pt == 96 }
+        #expect(video.count == 3, "the cached keyframe and what followed it, at once")
+        #expect(header(video[0]).payload == Packets.vp8(pictureID: 1, key: true))
+        #expect(h.engine.counters.keyframesFromCache == 1)
+        let plis = pub.rtcp.flatMap { (try? RTCPCompound.parse($0)) ?? [] }.filter {
+            if case .pictureLossIndication = $0 { true } else { false }
+        }
+        #expect(plis.isEmpty, "no keyframe request was needed")
+        // Live packets continue the numbering.
+        try h.send(Packets.rtp(pt: 96, seq: 503, ts: 18000, ssrc: 2001, payload: Packets.vp8(pictureID: 4, key: false)), from: pub)
+        h.run(for: .milliseconds(20))
+        let seqs = sub.rtp.filter { header($0).pt == 96 }.map { header($0).seq }
+        #expect(seqs.count == 4)
+        for (a, b) in zip(seqs, seqs.dropFirst()) { #expect(b == a &+ 1) }
+    }
 }
