@@ -53,9 +53,12 @@ def spread_candidates(sdp: str) -> str:
     return "\r\n".join(out) + "\r\n"
 
 
-def prefer(transceiver, kind: str) -> None:
-    mime = "video/VP8" if kind == "video" else "audio/opus"
-    transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType == mime])
+def prefer(transceiver, kind: str, rtx: bool = False) -> None:
+    """VP8 (with RTX when asked) or Opus only."""
+    wanted = {"video/VP8"} if kind == "video" else {"audio/opus"}
+    if rtx and kind == "video":
+        wanted.add("video/rtx")
+    transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType in wanted])
 
 
 @dataclass
@@ -68,9 +71,18 @@ class TrackStats:
 
 
 class CallPeer:
-    def __init__(self, ws, name: str):
+    """`rtx`: offer RTX on the publish connection (as browsers do).
+    `pub_rewrite` / `sub_rewrite`: applied to every SDP the SFU sends before
+    this peer applies it (e.g. to reach the SFU through a proxy).
+    Subclasses may wrap the tracks they send (`wrap`) and watch every
+    decoded frame (`on_frame`)."""
+
+    def __init__(self, ws, name: str, *, rtx: bool = False, pub_rewrite=None, sub_rewrite=None):
         self.ws = ws
         self.name = name
+        self.rtx = rtx
+        self.pub_rewrite = pub_rewrite or (lambda sdp: sdp)
+        self.sub_rewrite = sub_rewrite or (lambda sdp: sdp)
         self.call_id: str | None = None
         self.pub: RTCPeerConnection | None = None
         self.sub: RTCPeerConnection | None = None
@@ -78,29 +90,32 @@ class CallPeer:
         self.tracks: list[dict] = []
         self.offers = 0
         self.published_mids: dict[str, str] = {}
+        self.publish_answer_sdp: str | None = None
         self._readers: list[asyncio.Task] = []
         self.t0 = time.monotonic()
+
+    def wrap(self, source: str, track):
+        """The track to send for `source` (a hook: this one sends it as is)."""
+        return track
+
+    def on_frame(self, mid: str, kind: str, frame, now: float) -> None:
+        """Called with every decoded frame (a hook)."""
 
     # -- publishing ------------------------------------------------------------
 
     async def publish(self, call_id: str, *, audio: bool = True, video: bool = True, screen: bool = False,
-                      size: tuple[int, int] = (320, 240)) -> str:
+                      size: tuple[int, int] = (320, 240), timeout: float = 10.0) -> str:
         self.call_id = call_id
         pc = new_pc()
         self.pub = pc
         transceivers = []
-        if audio:
-            t = pc.addTransceiver(Tone(), direction="sendonly")
-            prefer(t, "audio")
-            transceivers.append(("microphone", t))
-        if video:
-            t = pc.addTransceiver(Pattern(*size), direction="sendonly")
-            prefer(t, "video")
-            transceivers.append(("camera", t))
-        if screen:
-            t = pc.addTransceiver(Pattern(640, 360), direction="sendonly")
-            prefer(t, "video")
-            transceivers.append(("screen", t))
+        for source, kind, wanted, make in (("microphone", "audio", audio, Tone), ("camera", "video", video,
+                                                                                  lambda: Pattern(*size)),
+                                           ("screen", "video", screen, lambda: Pattern(640, 360))):
+            if wanted:
+                t = pc.addTransceiver(self.wrap(source, make()), direction="sendonly")
+                prefer(t, kind, self.rtx)
+                transceivers.append((source, t))
         await pc.setLocalDescription(await pc.createOffer())
         for source, t in transceivers:
             self.published_mids[source] = t.mid
@@ -109,10 +124,12 @@ class CallPeer:
             await self.ws.send({"type": "publish_track", "call_id": call_id, "mid": self.published_mids["screen"],
                                 "source": "screen"})
         answer = await self.ws.call({"type": "publish_offer", "call_id": call_id, "sdp": pc.localDescription.sdp},
-                                    "publish_answer", timeout=10)
+                                    "publish_answer", timeout=timeout)
         assert answer["call_id"] == call_id
         assert "a=ice-lite" in answer["sdp"], answer["sdp"]
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=spread_candidates(answer["sdp"]), type="answer"))
+        self.publish_answer_sdp = answer["sdp"]
+        sdp = spread_candidates(self.pub_rewrite(answer["sdp"]))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         return answer["sdp"]
 
     # -- subscribing -----------------------------------------------------------
@@ -127,11 +144,20 @@ class CallPeer:
         if self.sub is None:
             self.sub = new_pc()
             self.sub.on("track", self._on_track)
-        await self.sub.setRemoteDescription(RTCSessionDescription(sdp=spread_candidates(offer["sdp"]), type="offer"))
+        sdp = spread_candidates(self.sub_rewrite(offer["sdp"]))
+        await self.sub.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await self.sub.setLocalDescription(await self.sub.createAnswer())
         await self.ws.send({"type": "subscribe_answer", "call_id": self.call_id, "sdp": self.sub.localDescription.sdp})
         self.offers += 1
         return offer["sdp"]
+
+    async def subscribe_until(self, wanted: list[tuple[str, str]], timeout: float = 20.0) -> None:
+        """Answers offers until every (user, source) is in `tracks`."""
+        deadline = time.monotonic() + timeout
+        while not all(self.track(u, s) for u, s in wanted):
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"{self.name}: tracks {self.tracks}, wanted {wanted}"
+            await self.answer_subscribe_offer(timeout=remaining)
 
     def _on_track(self, track) -> None:
         mid = None
@@ -147,9 +173,11 @@ class CallPeer:
                 frame = await track.recv()
             except Exception:
                 return
+            now = time.monotonic()
             s.frames += 1
             if s.first_at is None:
-                s.first_at = time.monotonic()
+                s.first_at = now
+            self.on_frame(mid, track.kind, frame, now)
             if track.kind == "video":
                 s.sizes.add((frame.width, frame.height))
                 if s.frames % 5 == 1:

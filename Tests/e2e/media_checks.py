@@ -21,12 +21,10 @@ import struct
 import time
 from typing import Callable
 
-from aiortc import RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 import turn_client as stun
-from call_peers import CallPeer, TrackStats, new_pc, spread_candidates
-from media_tracks import Pattern, Tone
+from call_peers import CallPeer
 
 # ICE attributes (RFC 8445 §16.1).
 PRIORITY, USE_CANDIDATE, ICE_CONTROLLED, ICE_CONTROLLING = 0x0024, 0x0025, 0x8029, 0x802A
@@ -189,102 +187,22 @@ class LoggedTrack(MediaStreamTrack):
         return float((p1 - p0) * tb)
 
 
-def codec_preferences(kind: str, rtx: bool) -> list:
-    wanted = {"video/VP8"} if kind == "video" else {"audio/opus"}
-    if rtx and kind == "video":
-        wanted.add("video/rtx")
-    return [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType in wanted]
-
-
 class MediaPeer(CallPeer):
-    """CallPeer plus: decode times of video frames (`video_times[mid]`),
-    logged outgoing tracks (`sent[source]`), RTX on the publish connection
-    (`rtx=True`), and `rewrite(sdp)` applied to every SDP the SFU sends
-    before this peer applies it (`pub_rewrite` for the publish connection,
-    `sub_rewrite` for the subscribe one)."""
+    """CallPeer plus decode times of video frames (`video_times[mid]`) and
+    logged outgoing tracks (`sent[source]`)."""
 
-    def __init__(self, ws, name: str, *, rtx: bool = False,
-                 pub_rewrite: Callable[[str], str] | None = None, sub_rewrite: Callable[[str], str] | None = None):
-        super().__init__(ws, name)
-        self.rtx = rtx
-        self.pub_rewrite = pub_rewrite or (lambda s: s)
-        self.sub_rewrite = sub_rewrite or (lambda s: s)
+    def __init__(self, ws, name: str, **options):
+        super().__init__(ws, name, **options)
         self.video_times: dict[str, list[float]] = {}
         self.sent: dict[str, LoggedTrack] = {}
-        self.publish_answer_sdp: str | None = None
 
-    async def publish(self, call_id: str, *, audio: bool = True, video: bool = True, screen: bool = False,
-                      size: tuple[int, int] = (320, 240)) -> str:
-        assert not screen, "not needed here"
-        self.call_id = call_id
-        pc = new_pc()
-        self.pub = pc
-        transceivers = []
-        if audio:
-            self.sent["microphone"] = LoggedTrack(Tone())
-            t = pc.addTransceiver(self.sent["microphone"], direction="sendonly")
-            t.setCodecPreferences(codec_preferences("audio", False))
-            transceivers.append(("microphone", t))
-        if video:
-            self.sent["camera"] = LoggedTrack(Pattern(*size))
-            t = pc.addTransceiver(self.sent["camera"], direction="sendonly")
-            t.setCodecPreferences(codec_preferences("video", self.rtx))
-            transceivers.append(("camera", t))
-        await pc.setLocalDescription(await pc.createOffer())
-        for source, t in transceivers:
-            self.published_mids[source] = t.mid
-        answer = await self.ws.call({"type": "publish_offer", "call_id": call_id, "sdp": pc.localDescription.sdp},
-                                    "publish_answer", timeout=15)
-        assert answer["call_id"] == call_id
-        assert "a=ice-lite" in answer["sdp"], answer["sdp"]
-        self.publish_answer_sdp = answer["sdp"]
-        sdp = spread_candidates(self.pub_rewrite(answer["sdp"]))
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        return answer["sdp"]
+    def wrap(self, source: str, track):
+        self.sent[source] = LoggedTrack(track)
+        return self.sent[source]
 
-    async def answer_subscribe_offer(self, timeout: float = 15.0) -> str:
-        offer = await self.ws.recv_type("subscribe_offer", timeout=timeout)
-        tracks = await self.ws.recv_type("tracks", timeout=timeout)
-        assert offer["call_id"] == tracks["call_id"]
-        self.call_id = offer["call_id"]
-        self.tracks = tracks["tracks"]
-        if self.sub is None:
-            self.sub = new_pc()
-            self.sub.on("track", self._on_track)
-        sdp = spread_candidates(self.sub_rewrite(offer["sdp"]))
-        await self.sub.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        await self.sub.setLocalDescription(await self.sub.createAnswer())
-        await self.ws.send({"type": "subscribe_answer", "call_id": self.call_id, "sdp": self.sub.localDescription.sdp})
-        self.offers += 1
-        return offer["sdp"]
-
-    async def subscribe_until(self, wanted: list[tuple[str, str]], timeout: float = 20.0) -> None:
-        """Answers offers until every (user, source) is in `tracks`."""
-        deadline = time.monotonic() + timeout
-        while not all(self.track(u, s) for u, s in wanted):
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"{self.name}: tracks {self.tracks}, wanted {wanted}"
-            await self.answer_subscribe_offer(timeout=remaining)
-
-    async def _read(self, track, mid: str) -> None:
-        s = self.stats.setdefault(mid, TrackStats(track.kind))
-        times = self.video_times.setdefault(mid, []) if track.kind == "video" else None
-        while True:
-            try:
-                frame = await track.recv()
-            except Exception:
-                return
-            now = time.monotonic()
-            s.frames += 1
-            if s.first_at is None:
-                s.first_at = now
-            if times is not None:
-                times.append(now)
-                s.sizes.add((frame.width, frame.height))
-                if s.frames % 15 == 1 and frame.to_ndarray(format="gray").std() > 5:
-                    s.nonblank += 1
-            elif s.frames % 25 == 1 and abs(frame.to_ndarray()).max() > 100:
-                s.nonblank += 1
+    def on_frame(self, mid: str, kind: str, frame, now: float) -> None:
+        if kind == "video":
+            self.video_times.setdefault(mid, []).append(now)
 
     def video_times_of(self, user: str, source: str = "camera") -> list[float]:
         t = self.track(user, source)

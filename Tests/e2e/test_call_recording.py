@@ -233,7 +233,7 @@ async def test_recording_started_mid_call_by_a_participant(recording_server):
         try:
             check_files(call_dir, video, {a.name: pa, b.name: pb}, until, since=since)
         except AssertionError as e:
-            print(f"recording log lines:\n" + "\n".join(closed.values()))
+            print("recording log lines:\n" + "\n".join(closed.values()))
             raise MidCallVideoMissing(str(e)) from None
     finally:
         await pa.close()

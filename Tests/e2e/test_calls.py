@@ -9,7 +9,6 @@ and check call signaling and history around it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
