@@ -209,21 +209,7 @@ public final class ClientTransport {
 
     private func pumpICE(now: Instant) {
         while let t = agent.pollTransmit() { channel.emit(t) }
-        while let e = agent.pollEvent() {
-            guard channel.isLive else { continue }
-            switch e {
-            case .selectedPair(let remote):
-                channel.select(local: nil, remote: remote, now: now)
-            case .connected(let local, let remote):
-                channel.select(local: local, remote: remote, now: now)
-            case .failed:
-                channel.fail(.iceFailed)
-            case .consentExpired:
-                channel.consentExpired()
-            case .roleChanged:
-                break
-            }
-        }
+        while let e = agent.pollEvent() { channel.handle(e, now: now) }
     }
 
     /// Queues a datagram, through the TURN allocation when its source is a

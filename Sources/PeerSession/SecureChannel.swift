@@ -1,4 +1,5 @@
 import DTLS
+import ICE
 import RTCBase
 import SRTP
 
@@ -33,10 +34,8 @@ final class SecureChannel {
     private var outbound: SRTPContext?
     private var inbound: SRTPContext?
 
-    private var transmits: [Transmit] = []
-    private var transmitHead = 0
-    private var events: [PeerSessionEvent] = []
-    private var eventHead = 0
+    private var transmits = PollQueue<Transmit>()
+    private var events = PollQueue<PeerSessionEvent>()
     /// Per-session buffer for decrypting in `receiveMedia` and protecting in
     /// `send`, so neither allocates beyond the packet it hands out.
     private var scratch = [UInt8](repeating: 0, count: 1500)
@@ -73,28 +72,12 @@ final class SecureChannel {
     func emitEvent(_ event: PeerSessionEvent) { events.append(event) }
 
     func pollTransmit() -> Transmit? {
-        guard transmitHead < transmits.count else { return nil }
-        let t = transmits[transmitHead]
-        transmits[transmitHead].payload = []
-        transmitHead += 1
-        if transmitHead == transmits.count {
-            transmits.removeAll(keepingCapacity: true)
-            transmitHead = 0
-        }
+        guard let t = transmits.poll() else { return nil }
         counters.bytesOut += t.payload.count
         return t
     }
 
-    func pollEvent() -> PeerSessionEvent? {
-        guard eventHead < events.count else { return nil }
-        let e = events[eventHead]
-        eventHead += 1
-        if eventHead == events.count {
-            events.removeAll(keepingCapacity: true)
-            eventHead = 0
-        }
-        return e
-    }
+    func pollEvent() -> PeerSessionEvent? { events.poll() }
 
     // MARK: DTLS
 
@@ -141,6 +124,23 @@ final class SecureChannel {
             pumpDTLS()
         }
         becomeConnectedIfReady()
+    }
+
+    /// What either role's ICE agent reported.
+    func handle(_ event: ICEEvent, now: Instant) {
+        guard isLive else { return }
+        switch event {
+        case .selectedPair(let remote):
+            select(local: nil, remote: remote, now: now)
+        case .connected(let local, let remote):
+            select(local: local, remote: remote, now: now)
+        case .failed:
+            fail(.iceFailed)
+        case .consentExpired:
+            consentExpired()
+        case .roleChanged:
+            break
+        }
     }
 
     /// RFC 7675 §5.1: stop sending to the peer at once.

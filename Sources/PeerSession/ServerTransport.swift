@@ -201,18 +201,6 @@ public final class ServerTransport {
 
     private func pumpICE(now: Instant) {
         while let t = lite.pollTransmit() { channel.emit(t) }
-        while let e = lite.pollEvent() {
-            guard channel.isLive else { continue }
-            switch e {
-            case .selectedPair(let remote), .connected(_, let remote):
-                channel.select(local: nil, remote: remote, now: now)
-            case .failed:
-                channel.fail(.iceFailed)
-            case .consentExpired:
-                channel.consentExpired()
-            case .roleChanged:
-                break
-            }
-        }
+        while let e = lite.pollEvent() { channel.handle(e, now: now) }
     }
 }

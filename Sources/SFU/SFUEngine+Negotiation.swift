@@ -379,8 +379,10 @@ extension SFUEngine {
             if !stream.track.streams.contains(where: { $0 === stream }) {
                 stream.track.streams.append(stream)
                 if stream.track.kind == .video {
+                    // Started when the subscribe transport connects, or now
+                    // when it already is (a renegotiation).
                     stream.needsKeyframe = true
-                    if !startFromCache(stream, output: &output) {
+                    if p.subscribe?.transport.state == .connected, !startFromCache(stream, output: &output) {
                         requestKeyframe(stream.track, layer: stream.layerIndex, now: nil, output: &output)
                     }
                 }

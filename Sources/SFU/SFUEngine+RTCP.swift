@@ -170,7 +170,9 @@ extension SFUEngine {
                     }
                 }
                 // A subscriber still waiting for a keyframe asks again.
-                if track.kind == .video, track.streams.contains(where: { $0.needsKeyframe && $0.negotiated }) {
+                if track.kind == .video, track.streams.contains(where: {
+                    $0.needsKeyframe && $0.negotiated && $0.subscriber.subscribe?.transport.state == .connected
+                }) {
                     let layer = track.layers[track.preferredLayer]
                     if layer.lastKeyframeRequest.map({ now - $0 >= .seconds(1) }) ?? true {
                         requestKeyframe(track, layer: track.preferredLayer, now: now, output: &output)

@@ -30,8 +30,7 @@ public final class SFUEngine {
     private var sessionsByUfrag: [String: Session] = [:]
     private var sessionsByAddress: [TransportAddress: Session] = [:]
     var rng: SplitMix64
-    private var events: [SFUEvent] = []
-    private var eventHead = 0
+    private var events = PollQueue<SFUEvent>()
     private var nextTrackNumber = 1
     let fingerprint: Fingerprint
     /// Rebuilds an RTX packet as its original here (no allocation).
@@ -55,16 +54,7 @@ public final class SFUEngine {
 
     // MARK: - Events
 
-    public func pollEvent() -> SFUEvent? {
-        guard eventHead < events.count else { return nil }
-        let e = events[eventHead]
-        eventHead += 1
-        if eventHead == events.count {
-            events.removeAll(keepingCapacity: true)
-            eventHead = 0
-        }
-        return e
-    }
+    public func pollEvent() -> SFUEvent? { events.poll() }
 
     func emit(_ event: SFUEvent) { events.append(event) }
 
