@@ -187,3 +187,22 @@ async def test_calls_spread_over_media_workers(server_factory, uname):
         for p in peers:
             await p.close()
         await h.close_all()
+
+
+async def test_public_ip_goes_into_the_candidates(server_factory):
+    """Behind a 1:1 NAT the SFU advertises --public-ip, on UDP and ICE-TCP."""
+    srv = server_factory(extra_args=["--public-ip", "192.0.2.10"]).start()
+    h = Harness(srv)
+    try:
+        a, b = await h.user("pa"), await h.user("pb")
+        call_id = await start_call(a.ws, callee=b.name)
+        peer = CallPeer(a.ws, a.name)
+        try:
+            answer = await peer.publish(call_id, video=False)
+        finally:
+            await peer.close()
+        candidates = [l for l in answer.splitlines() if l.startswith("a=candidate:")]
+        assert f"a=candidate:1 1 udp 2130706431 192.0.2.10 {srv.media_port} typ host" in candidates, candidates
+        assert f"a=candidate:2 1 tcp 1518280447 192.0.2.10 {srv.media_port} typ host tcptype passive" in candidates
+    finally:
+        await h.close_all()
