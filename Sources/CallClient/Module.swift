@@ -1,1 +1,0 @@
-// The CallClient target: see CallClient.swift.
