@@ -32,9 +32,9 @@ final class IncomingTrack {
     let line: ReceiveLine
     let trackID: String
     let ssrc: SSRC
-    var statistics: ReceptionStatistics
+    var statistics: RTPReceptionStatistics
     var stats: ReceivedTrackStats
-    var nack = NACKTracker()
+    var nack = NACKGenerator(retryInterval: .milliseconds(40), maxRetries: 5, maxAge: .milliseconds(1000))
     private var depacketizer: VP8Depacketizer?
     private var videoDecoder: VP8Decoder?
     private var audioDecoder: OpusAudioDecoder?
@@ -52,7 +52,7 @@ final class IncomingTrack {
         self.line = line
         self.trackID = trackID
         self.ssrc = ssrc
-        statistics = ReceptionStatistics(clockRate: line.clockRate)
+        statistics = RTPReceptionStatistics(clockRate: line.clockRate)
         stats = ReceivedTrackStats(trackID: trackID, kind: line.kind.rawValue, mid: line.mid.rawValue, ssrc: ssrc.rawValue)
         if line.kind == .video {
             // With NACK the depacketizer must wait for repairs rather than
@@ -77,9 +77,9 @@ final class IncomingTrack {
         stats.packetsReceived += 1
         stats.bytesReceived += size
         if isRepair { stats.retransmissionsReceived += 1 }
-        let index = statistics.record(sequenceNumber: sequenceNumber, timestamp: timestamp, arrival: now,
+        let index = statistics.record(sequence: sequenceNumber, timestamp: timestamp, size: size, arrival: now,
                                       isRepair: isRepair)
-        let holeTooWide = line.nack && nack.received(index, now: now)
+        let holeTooWide = line.nack && nack.received(index, now: now) == .gapTooWide
         if isVideo {
             receiveVideo(sequenceNumber: sequenceNumber, timestamp: timestamp, marker: marker, payload: payload, now: now)
             if holeTooWide { repairsAbandoned() }
@@ -391,9 +391,9 @@ public final class MediaReceiver {
         for track in tracks.values {
             if track.line.nack {
                 track.nack.retryInterval = retry
-                let abandoned = track.nack.gaveUp
+                let abandoned = track.nack.abandoned
                 let lost = track.nack.due(now: now)
-                if track.nack.gaveUp != abandoned { track.repairsAbandoned() }
+                if track.nack.abandoned != abandoned { track.repairsAbandoned() }
                 if !lost.isEmpty {
                     track.stats.nacksSent += 1
                     packets.append(.genericNACK(RTCPGenericNACK(senderSSRC: rtcpSSRC, mediaSSRC: track.ssrc, missing: lost)))
@@ -412,11 +412,7 @@ public final class MediaReceiver {
             var blocks: [RTCPReportBlock] = []
             for track in tracks.values where track.stats.packetsReceived > 0 {
                 track.sampleWindow(now: now)
-                let v = track.statistics.reportBlock(ssrc: track.ssrc, now: now)
-                blocks.append(RTCPReportBlock(
-                    ssrc: v.ssrc, fractionLost: v.fractionLost, cumulativeLost: v.cumulativeLost,
-                    extendedHighestSequenceNumber: v.extendedHighest, jitter: v.jitter,
-                    lastSenderReport: v.lastSenderReport, delaySinceLastSenderReport: v.delaySinceLastSenderReport))
+                blocks.append(track.statistics.reportBlock(ssrc: track.ssrc, now: now))
             }
             // RFC 3550 §6.1: a full compound starts with the report and carries CNAME.
             packets.insert(.receiverReport(RTCPReceiverReport(ssrc: rtcpSSRC, reports: Array(blocks.prefix(31)))), at: 0)

@@ -42,7 +42,7 @@ final class SourceLayer {
     let rid: RID?
     var ssrc: SSRC?
     var rtxSSRC: SSRC?
-    var stats: ReceiveStatistics
+    var stats: RTPReceptionStatistics
     var nack = NACKGenerator()
     let cache: RetransmissionCache?
     /// The last SR: NTP and RTP time, and when it arrived.
@@ -59,7 +59,7 @@ final class SourceLayer {
         self.rid = rid
         self.ssrc = ssrc
         self.rtxSSRC = rtxSSRC
-        stats = ReceiveStatistics(clockRate: clockRate)
+        stats = RTPReceptionStatistics(clockRate: clockRate)
         cache = cacheSlots.map { RetransmissionCache(slots: $0) }
     }
 

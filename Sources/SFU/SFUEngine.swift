@@ -472,8 +472,9 @@ public final class SFUEngine {
         }
         let layer = track.layers[index]
         let sequence = header.sequenceNumber
-        let extended = layer.stats.record(sequence: sequence, timestamp: header.timestamp, size: raw.count, now: now)
-        if layer.nack.received(extended, now: now) { counters.repairedFromPublisher += 1 }
+        let extended = layer.stats.record(sequence: sequence, timestamp: header.timestamp, size: raw.count, arrival: now,
+                                          isRepair: retransmission)
+        if layer.nack.received(extended, now: now) == .repaired { counters.repairedFromPublisher += 1 }
         layer.lastPacketAt = now
         if !track.sawMedia {
             track.sawMedia = true
