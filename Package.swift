@@ -196,7 +196,9 @@ let package = Package(
         .testTarget(name: "SRTPTests", dependencies: ["SRTP", "CSRTP", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "PeerSessionTests", dependencies: ["PeerSession", "ICE", "DTLS", "SRTP", "TURN", "STUN", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "TURNTests", dependencies: ["TURN", "STUN", "RTCBase"], swiftSettings: strict),
-        .testTarget(name: "CodecsTests", dependencies: ["Codecs"], swiftSettings: strict),
+        // Test support: finding and running ffprobe, vpxenc, opusdec and friends.
+        .target(name: "ExternalTools", path: "Tests/ExternalTools", swiftSettings: strict),
+        .testTarget(name: "CodecsTests", dependencies: ["Codecs", "ExternalTools"], swiftSettings: strict),
         .testTarget(name: "TURNBenchTests", dependencies: ["TURNBench", "STUN", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "UDPIOTests", dependencies: ["UDPIO", "RTCBase"], swiftSettings: strict),
         .testTarget(
@@ -213,7 +215,7 @@ let package = Package(
         .testTarget(name: "DTLSTests", dependencies: ["DTLS", "COpenSSL", "RTCBase"], swiftSettings: strict),
         .testTarget(name: "SFUTests", dependencies: ["SFU", "PeerSession", "SDP", "RTP", "ICE", "DTLS", "STUN", "RTCBase"],
                     swiftSettings: strict),
-        .testTarget(name: "RecordingTests", dependencies: ["Recording", "Codecs", "RTP", "RTCBase"], swiftSettings: strict),
+        .testTarget(name: "RecordingTests", dependencies: ["Recording", "Codecs", "RTP", "RTCBase", "ExternalTools"], swiftSettings: strict),
         .testTarget(name: "CallClientTests", dependencies: ["CallClient", "PeerSession", "SDP", "RTP", "Codecs", "RTCBase"],
                     swiftSettings: strict),
     ]

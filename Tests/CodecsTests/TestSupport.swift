@@ -1,44 +1,16 @@
+import ExternalTools
 import Foundation
 import Testing
 @testable import Codecs
 
-/// Runs an external tool found on PATH; `nil` if it is not installed.
-func findTool(_ name: String) -> String? {
-    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
-    for dir in path.split(separator: ":") {
-        let candidate = "\(dir)/\(name)"
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-    }
-    return nil
-}
-
-struct ToolResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
 /// Runs `name` with `arguments`; records an issue (clear message) if the
 /// tool is missing. ffmpeg/vpx-tools are installed by the Makefile.
 func runTool(_ name: String, _ arguments: [String]) throws -> ToolResult? {
-    guard let executable = findTool(name) else {
+    guard let executable = ExternalTool.find(name) else {
         Issue.record("\(name) not found on PATH: install ffmpeg, vpx-tools and opus-tools (apt-get install ffmpeg vpx-tools opus-tools)")
         return nil
     }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    // Read before waiting so a chatty tool cannot fill the pipe and block.
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return ToolResult(status: process.terminationStatus,
-                      stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+    return try ExternalTool.run(executable, arguments)
 }
 
 /// A fresh temporary directory, removed by the caller with `cleanup`.

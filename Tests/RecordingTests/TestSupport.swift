@@ -1,4 +1,5 @@
 import Codecs
+import ExternalTools
 import Foundation
 import RTCBase
 import RTP
@@ -7,36 +8,14 @@ import Testing
 
 // MARK: external tools
 
-struct ToolResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
 /// Runs /usr/bin/`name` (or the first on PATH); records an issue saying
 /// what to install if it is missing.
 func runTool(_ name: String, _ arguments: [String]) throws -> ToolResult? {
-    var candidates = ["/usr/bin/\(name)"]
-    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
-        candidates.append("\(dir)/\(name)")
-    }
-    guard let executable = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+    guard let executable = ExternalTool.find(name) else {
         Issue.record("\(name) not found (looked in /usr/bin and PATH): install FFmpeg (apt-get install ffmpeg)")
         return nil
     }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    // Read both pipes before waiting so a chatty tool cannot block on a full pipe.
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return ToolResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+    return try ExternalTool.run(executable, arguments)
 }
 
 struct ProbeResult {
