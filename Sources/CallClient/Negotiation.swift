@@ -174,18 +174,10 @@ public enum PublishNegotiation {
             if let rtx = stream.rtxPayloadType { formats.append(String(rtx.rawValue)) }
             var m = MediaDescription(kind: stream.kind, port: port, proto: "UDP/TLS/RTP/SAVPF", formats: formats,
                                      connection: connection)
-            var a: [SDPAttribute] = []
-            if index == 0 {
-                // RFC 8843 §7.2.1 / RFC 8839 §5.1: with BUNDLE the offerer's
-                // candidates go with the tagged (first) m-section. All are
-                // gathered before the offer, so end-of-candidates (RFC 8840 §8.2).
-                for c in transport.candidates { a.append(SDPAttribute("candidate", c)) }
-                a.append(SDPAttribute("end-of-candidates"))
-            }
-            a.append(SDPAttribute("ice-ufrag", transport.iceUfrag))
-            a.append(SDPAttribute("ice-pwd", transport.icePassword))
-            a.append(transport.fingerprint.attribute)
-            a.append(SetupRole.actpass.attribute)
+            // With BUNDLE the offerer's candidates go with the tagged (first) m-section.
+            var a = SDPAttribute.transport(iceUfrag: transport.iceUfrag, icePassword: transport.icePassword,
+                                           fingerprint: transport.fingerprint, setup: .actpass,
+                                           candidates: index == 0 ? transport.candidates : nil)
             a.append(SDPAttribute("mid", stream.mid.rawValue))
             a.append(ExtensionMap(id: UInt16(PublishExtensionID.mid), uri: HeaderExtensionURI.mid).attribute)
             a.append(ExtensionMap(id: UInt16(PublishExtensionID.transportCC), uri: HeaderExtensionURI.transportWideCC).attribute)

@@ -142,7 +142,6 @@ extension SessionDescription {
         guard let offerBundle = offer.bundleGroup else { throw .bundleNotOffered }
 
         let (port, connection) = defaultCandidate(config.candidates)
-        let ourFingerprint = config.fingerprint.attribute
 
         var answer = SessionDescription(
             origin: Origin(sessionID: config.sessionID, sessionVersion: config.sessionVersion, address: "0.0.0.0"))
@@ -184,19 +183,11 @@ extension SessionDescription {
             var m = MediaDescription(kind: offered.kind, port: port, proto: offered.proto,
                                      formats: choice.payloadTypes.map { String($0.rawValue) },
                                      connection: connection)
-            var a: [SDPAttribute] = []
-            a.reserveCapacity(32)
-            if !wroteCandidates {
-                // RFC 8843 §7.3.1 / RFC 8839 §5.1: candidates go with the
-                // answerer's BUNDLE-tagged (first accepted) m-section.
-                for c in config.candidates { a.append(SDPAttribute("candidate", c)) }
-                a.append(SDPAttribute("end-of-candidates"))
-                wroteCandidates = true
-            }
-            a.append(SDPAttribute("ice-ufrag", config.iceUfrag))
-            a.append(SDPAttribute("ice-pwd", config.icePassword))
-            a.append(ourFingerprint)
-            a.append(setup.attribute)
+            // Candidates go with the answerer's BUNDLE-tagged (first accepted) m-section.
+            var a = SDPAttribute.transport(iceUfrag: config.iceUfrag, icePassword: config.icePassword,
+                                           fingerprint: config.fingerprint, setup: setup,
+                                           candidates: wroteCandidates ? nil : config.candidates)
+            wroteCandidates = true
             a.append(SDPAttribute("mid", mid.rawValue))
             for e in offered.extensionMaps where config.headerExtensions.contains(e.uri) {
                 a.append(ExtensionMap(id: e.id, uri: e.uri).attribute)

@@ -186,15 +186,9 @@ extension SessionDescription {
             if let rtx = c.rtxPayloadType { formats.append(String(rtx.rawValue)) }
             var m = MediaDescription(kind: line.kind, port: port, proto: "UDP/TLS/RTP/SAVPF", formats: formats,
                                      connection: connection)
-            var a: [SDPAttribute] = []
-            if i == 0 {
-                for c in config.candidates { a.append(SDPAttribute("candidate", c)) }
-                a.append(SDPAttribute("end-of-candidates"))
-            }
-            a.append(SDPAttribute("ice-ufrag", config.iceUfrag))
-            a.append(SDPAttribute("ice-pwd", config.icePassword))
-            a.append(config.fingerprint.attribute)
-            a.append(SetupRole.actpass.attribute)
+            var a = SDPAttribute.transport(iceUfrag: config.iceUfrag, icePassword: config.icePassword,
+                                           fingerprint: config.fingerprint, setup: .actpass,
+                                           candidates: i == 0 ? config.candidates : nil)
             a.append(SDPAttribute("mid", line.mid.rawValue))
             for e in track?.headerExtensions ?? [] { a.append(e.attribute) }
             if let t = track {

@@ -577,3 +577,26 @@ public struct Fingerprint: Hashable, Sendable {
 
     public var attribute: SDPAttribute { SDPAttribute("fingerprint", hashFunction + " " + hexString) }
 }
+
+extension SDPAttribute {
+    /// One m-section's transport attributes, in the order browsers write
+    /// them: candidates then `a=end-of-candidates` (RFC 8839 §5.1, RFC 8840
+    /// §8.2: all are gathered before the description is sent) when this is
+    /// the section that carries them (with BUNDLE, the tagged one, RFC 8843
+    /// §7.2.1/§7.3.1); `a=ice-ufrag`/`a=ice-pwd` (RFC 8839 §5.4),
+    /// `a=fingerprint` (RFC 8122 §5) and `a=setup` (RFC 4145 §4).
+    public static func transport(iceUfrag: String, icePassword: String, fingerprint: Fingerprint, setup: SetupRole,
+                                 candidates: [String]?) -> [SDPAttribute] {
+        var a: [SDPAttribute] = []
+        a.reserveCapacity((candidates?.count ?? 0) + 5)
+        if let candidates {
+            for c in candidates { a.append(SDPAttribute("candidate", c)) }
+            a.append(SDPAttribute("end-of-candidates"))
+        }
+        a.append(SDPAttribute("ice-ufrag", iceUfrag))
+        a.append(SDPAttribute("ice-pwd", icePassword))
+        a.append(fingerprint.attribute)
+        a.append(setup.attribute)
+        return a
+    }
+}
