@@ -5,6 +5,7 @@ import Darwin
 #endif
 import NIOCore
 import RTCBase
+import UDPIO
 
 /// NIO's socket addresses as the engines' plain `TransportAddress`, straight
 /// from the `sockaddr` bytes (TCP/TLS peers and resolved listen hosts).
@@ -35,5 +36,18 @@ enum MonotonicClock {
     @inline(__always)
     static func now() -> Instant {
         Instant(nanoseconds: Int64(clamping: NIODeadline.now().uptimeNanoseconds))
+    }
+}
+
+/// Host names for listeners.
+enum AddressResolution {
+    /// `host` as an address: literal, or the first a name resolves to.
+    static func resolve(_ host: String) throws -> IPAddress {
+        if let ip = IPAddress(host) { return ip }
+        let resolved = try SocketAddress.makeAddressResolvingHost(host, port: 0)
+        guard let address = AddressConversion.transportAddress(resolved) else {
+            throw SocketCallError(call: "resolve \(host)", code: EINVAL)
+        }
+        return address.ip
     }
 }

@@ -242,16 +242,3 @@ public final class MediaWorkers: Sendable {
         continuation.finish()
     }
 }
-
-/// Host names for listeners.
-enum AddressResolution {
-    /// `host` as an address: literal, or the first a name resolves to.
-    static func resolve(_ host: String) throws -> IPAddress {
-        if let ip = IPAddress(host) { return ip }
-        let resolved = try SocketAddress.makeAddressResolvingHost(host, port: 0)
-        guard let address = AddressConversion.transportAddress(resolved) else {
-            throw SocketCallError(call: "resolve \(host)", code: EINVAL)
-        }
-        return address.ip
-    }
-}

@@ -92,7 +92,7 @@ public final class TURNListeners: Sendable {
             return try NIOSSLContext(configuration: config)
         }
         let loop = group.next()
-        let listenIP = try resolve(configuration.host)
+        let listenIP = try AddressResolution.resolve(configuration.host)
         let relayIP = try relayBindAddress(configuration, listenIP: listenIP)
         // Random relay ports and indication ids (RFC 8656 §7.2).
         let engine = TURNServer(configuration: configuration.engine, seed: UInt64.random(in: .min ... .max))
@@ -162,21 +162,11 @@ public final class TURNListeners: Sendable {
         }
     }
 
-    /// `host` as an address: literal, or the first a name resolves to.
-    private static func resolve(_ host: String) throws -> IPAddress {
-        if let ip = IPAddress(host) { return ip }
-        let resolved = try SocketAddress.makeAddressResolvingHost(host, port: 0)
-        guard let address = AddressConversion.transportAddress(resolved) else {
-            throw SocketCallError(call: "resolve \(host)", code: EINVAL)
-        }
-        return address.ip
-    }
-
     /// Where relay sockets bind: `relayBindHost` when set; else the public IP
     /// when this machine has it (a probe bind succeeds), else the listening
     /// address — behind a 1:1 NAT the public address is not local.
     private static func relayBindAddress(_ configuration: TURNServiceConfiguration, listenIP: IPAddress) throws -> IPAddress {
-        if let host = configuration.relayBindHost { return try resolve(host) }
+        if let host = configuration.relayBindHost { return try AddressResolution.resolve(host) }
         let publicIP = configuration.engine.publicIP
         if publicIP == listenIP { return publicIP }
         guard let probe = try? UDPSocket.bind(TransportAddress(ip: publicIP, port: 0), receiveBuffer: 0, sendBuffer: 0) else {
