@@ -64,6 +64,14 @@ final class SourceLayer {
     }
 
     func isActive(now: Instant) -> Bool { lastPacketAt.map { now - $0 < .seconds(2) } ?? false }
+
+    /// The cached run from the last keyframe's first packet to the newest
+    /// (a GOP to replay), when it fits in half the cache.
+    func runSinceKeyframe() -> (cache: RetransmissionCache, first: UInt16, count: Int)? {
+        guard let cache, let first = lastKeyframeSequence, stats.received > 0 else { return nil }
+        let count = Int(UInt16(truncatingIfNeeded: stats.highestIndex) &- first) + 1
+        return count <= cache.slots / 2 ? (cache, first, count) : nil
+    }
 }
 
 /// Publisher header-extension ids, from its offer (RFC 8285).

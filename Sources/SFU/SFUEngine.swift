@@ -124,11 +124,7 @@ public final class SFUEngine {
     /// Hands the recorder a video track's packets from its last keyframe on, from the cache.
     private func recordFromCache(_ track: PublishedTrack) {
         let layer = track.layers[track.preferredLayer]
-        guard let recorder, let cache = layer.cache, let first = layer.lastKeyframeSequence, layer.stats.received > 0,
-              let at = layer.lastPacketAt else { return }
-        let highest = UInt16(truncatingIfNeeded: layer.stats.highestIndex)
-        let count = Int(highest &- first) + 1
-        guard count <= cache.slots / 2 else { return }
+        guard let recorder, let (cache, first, count) = layer.runSinceKeyframe(), let at = layer.lastPacketAt else { return }
         for i in 0..<count {
             guard let packet = cache.packet(first &+ UInt16(i)) else { continue }
             recorder.packet(room: track.owner.room, track: track.id, kind: track.kind.rawValue, user: track.owner.user,
@@ -431,10 +427,11 @@ public final class SFUEngine {
             view.setSequenceNumber(SequenceNumber(original))
             view.setSSRC(primary)
             view.setPayloadTypeValue(track.payloadType)
-            receiveSourcePacket(rebuilt, track: track, layer: ref.layer, retransmission: true, now: now, output: &output)
+            guard let original = try? RTPHeaderView(UnsafeRawBufferPointer(rebuilt)) else { return }
+            receiveSourcePacket(original, track: track, layer: ref.layer, retransmission: true, now: now, output: &output)
             return
         }
-        receiveSourcePacket(packet, track: track, layer: ref.layer, retransmission: false, now: now, output: &output)
+        receiveSourcePacket(header, track: track, layer: ref.layer, retransmission: false, now: now, output: &output)
     }
 
     /// An SSRC not signalled in SDP: matched by its mid and rid header
@@ -463,13 +460,10 @@ public final class SFUEngine {
         return nil
     }
 
-    private func receiveSourcePacket(_ packet: UnsafeMutableRawBufferPointer, track: PublishedTrack, layer index: Int,
+    /// One packet of a source (an RTX repair already rebuilt as its original).
+    private func receiveSourcePacket(_ header: RTPHeaderView, track: PublishedTrack, layer index: Int,
                                      retransmission: Bool, now: Instant, output: inout some SFUOutput) {
-        let raw = UnsafeRawBufferPointer(packet)
-        guard let header = try? RTPHeaderView(raw) else {
-            counters.malformedRTP += 1
-            return
-        }
+        let raw = header.packet
         let layer = track.layers[index]
         let sequence = header.sequenceNumber
         let extended = layer.stats.record(sequence: sequence, timestamp: header.timestamp, size: raw.count, arrival: now,
@@ -562,11 +556,8 @@ public final class SFUEngine {
         let track = stream.track
         guard track.kind == .video, stream.negotiated, stream.layerIndex < track.layers.count else { return false }
         let layer = track.layers[stream.layerIndex]
-        guard let cache = layer.cache, let first = layer.lastKeyframeSequence, let at = layer.lastKeyframeAt,
-              let last = layer.lastPacketAt, last - at < .seconds(2), layer.stats.received > 0 else { return false }
-        let highest = UInt16(truncatingIfNeeded: layer.stats.highestIndex)
-        let count = Int(highest &- first) + 1
-        guard count <= cache.slots / 2 else { return false }
+        guard let (cache, first, count) = layer.runSinceKeyframe(), let at = layer.lastKeyframeAt,
+              let last = layer.lastPacketAt, last - at < .seconds(2) else { return false }
         for i in 0..<count where cache.packet(first &+ UInt16(i)) == nil { return false }
         guard let session = stream.subscriber.subscribe, session.transport.state == .connected else { return false }
         stream.needsKeyframe = false
